@@ -1,0 +1,46 @@
+// iopt — IOMMU page-table algorithms for the POWER sPAPR IOMMU.
+// SPDX-License-Identifier: MIT
+//
+// Build configuration shared by every header.
+//
+// A project that vendors iopt can put its own settings in one header and name
+// it with -DIOPT_USER_CONFIG='"my_iopt_config.hpp"'; that header is included
+// first, so anything it defines below wins over the defaults.
+//
+//   IOPT_ASSERT(cond)  checks an internal invariant (never user input: bad
+//                      input always gets a status value). The default checks
+//                      only when NDEBUG is not defined, prints the failed
+//                      condition and aborts. Define it to route invariant
+//                      failures to a hypervisor's own panic or log.
+//
+// iopt builds with -fno-exceptions -fno-rtti; nothing here needs either.
+#pragma once
+
+#ifdef IOPT_USER_CONFIG
+#include IOPT_USER_CONFIG
+#endif
+
+#ifndef IOPT_ASSERT
+#ifdef NDEBUG
+#define IOPT_ASSERT(cond) static_cast<void>(0)
+#else
+#include <cstdio>
+#include <cstdlib>
+namespace iopt::detail {
+[[noreturn, gnu::cold, gnu::noinline]] inline void assert_failed(const char* cond, const char* file,
+                                                                 int line) noexcept {
+  std::fprintf(stderr, "iopt: invariant failed: %s at %s:%d\n", cond, file, line);
+  std::abort();
+}
+} // namespace iopt::detail
+#define IOPT_ASSERT(cond)                                                                          \
+  ((cond) ? static_cast<void>(0) : ::iopt::detail::assert_failed(#cond, __FILE__, __LINE__))
+#endif
+#endif
+
+// Branch and inlining hints. Hot paths are small and inline; rare paths
+// (allocating a level, rejecting input) are cold and kept out of line.
+#define IOPT_LIKELY(x) __builtin_expect(!!(x), 1)
+#define IOPT_UNLIKELY(x) __builtin_expect(!!(x), 0)
+#define IOPT_ALWAYS_INLINE inline __attribute__((always_inline))
+#define IOPT_COLD __attribute__((cold, noinline))

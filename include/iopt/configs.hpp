@@ -1,0 +1,63 @@
+// iopt — IOMMU page-table algorithms for the POWER sPAPR IOMMU.
+// SPDX-License-Identifier: MIT
+//
+// The ready configurations. Each is a small struct of policies (see
+// table/geometry.hpp for every member); everything else is derived.
+//
+// Why these level sizes: memory is charged for what a table really holds, so
+// the upper levels of a sparse tree should cost little next to the leaves.
+// config_huge_window therefore has large leaves (16384 entries: one 128 KiB
+// block maps 1 GiB of 64 KiB pages) under small upper levels (a 4 KiB middle
+// level, and a top sized for the window: 2 KiB for 128 TiB). One contiguous
+// GiB mapped into a 128 TiB window then costs 134 KiB, 1.05x the 128 KiB of
+// entries it needs, where a flat table for that window would take 16 GiB.
+#pragma once
+
+#include <array>
+#include <cstdint>
+
+#include <iopt/addr/page_size.hpp>
+#include <iopt/format/hardware_tce.hpp>
+
+namespace iopt {
+
+// The default 32-bit window: 4 KiB pages in one flat level, up to 4 GiB
+// (QEMU's default window is 1 GiB of 4 KiB pages at bus address 0).
+struct config_4k {
+  using format = hardware_tce;
+  using page_size = page_4k;
+  static constexpr std::array<unsigned, 1> level_bits{20};
+  static constexpr bool hardware_index_limit = true;
+};
+
+// 64 KiB pages in two levels of 8192 entries (64 KiB blocks), all allocated
+// when the table is made: up to 4 TiB.
+struct config_64k {
+  using format = hardware_tce;
+  using page_size = page_64k;
+  static constexpr std::array<unsigned, 2> level_bits{13, 13};
+  static constexpr bool levels_on_demand = false;
+  static constexpr bool hardware_index_limit = true;
+};
+
+// The 64-bit "huge window": 64 KiB pages, three levels allocated on demand.
+// Covers 128 TiB at bus offset 1 << 59 (and up to 4 PiB).
+struct config_huge_window {
+  using format = hardware_tce;
+  using page_size = page_64k;
+  static constexpr std::array<unsigned, 3> level_bits{14, 9, 13};
+  static constexpr bool hardware_index_limit = true;
+};
+
+// 16 MiB pages (hugepage-backed guests), three levels on demand, up to 16 PiB.
+struct config_16m {
+  using format = hardware_tce;
+  using page_size = page_16m;
+  static constexpr std::array<unsigned, 3> level_bits{12, 12, 6};
+  static constexpr bool hardware_index_limit = true;
+};
+
+// Where the 64-bit DMA window of a partitionable endpoint starts.
+inline constexpr std::uint64_t huge_window_bus_offset = std::uint64_t{1} << 59;
+
+} // namespace iopt

@@ -1,0 +1,42 @@
+// iopt — IOMMU page-table algorithms for the POWER sPAPR IOMMU.
+// SPDX-License-Identifier: MIT
+//
+// The TCE format concept: how one 8-byte Translation Control Entry encodes a
+// target address and its permissions, and how it is stored in table memory.
+//
+// A TCE *value* is a 64-bit number: the target address aligned to the IOMMU
+// page, OR'd with permission bits. The *memory* form is what lies in the table
+// (big-endian on hardware, native for a guest-visible table). All of iopt's
+// algorithms work on values; a format converts at the boundary.
+//
+// Required members of a format F (format/example_format.hpp documents each):
+//   F::read_bit, F::write_bit   single, distinct bits below 4096
+//   F::to_memory(v)             value -> memory form, noexcept
+//   F::from_memory(m)           memory form -> value, noexcept
+// Optional members, defaulted by format_traits (format/traits.hpp):
+//   F::normalize(v)             canonical value (hardware: write implies read)
+//   F::address_mask             bits a target address may use
+#pragma once
+
+#include <concepts>
+#include <cstdint>
+
+namespace iopt {
+
+namespace detail {
+constexpr bool is_single_bit(std::uint64_t v) noexcept { return v != 0 && (v & (v - 1)) == 0; }
+} // namespace detail
+
+template <class F>
+concept tce_format = requires(std::uint64_t v) {
+  { F::read_bit } -> std::convertible_to<std::uint64_t>;
+  { F::write_bit } -> std::convertible_to<std::uint64_t>;
+  { F::to_memory(v) } noexcept -> std::same_as<std::uint64_t>;
+  { F::from_memory(v) } noexcept -> std::same_as<std::uint64_t>;
+  requires detail::is_single_bit(F::read_bit);
+  requires detail::is_single_bit(F::write_bit);
+  requires F::read_bit != F::write_bit;
+  requires (F::read_bit | F::write_bit) < 4096; // fit below the smallest IOMMU page
+};
+
+} // namespace iopt

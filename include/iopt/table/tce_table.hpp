@@ -1,0 +1,615 @@
+// iopt — IOMMU page-table algorithms for the POWER sPAPR IOMMU.
+// SPDX-License-Identifier: MIT
+//
+// tce_table<Config>: the TCE table of one DMA window.
+//
+// The window is [bus offset, bus offset + size), size a power of two, split
+// into IOMMU pages of the configuration's page size; entry i translates page i.
+// The table is a tree of levels (table/geometry.hpp, table/walk.hpp). With
+// levels on demand only the top level exists at creation; a lower block is
+// allocated when an entry below it is first set and installed with a
+// compare-and-swap, so two threads racing to create it end with one block
+// and no leak. Reads and clears never allocate.
+//
+// Allocation is all or nothing: an operation first counts the blocks it lacks,
+// allocates all of them privately, and only then installs them. When an
+// allocation fails nothing has been published, so the table is exactly as it
+// was (entries, levels and memory_bytes()) and status::no_memory is returned.
+//
+// Every operation validates its whole input before it changes anything; bad
+// input gets a status and leaves the table unchanged. Entries are written
+// atomically: a concurrent reader sees the old or the new entry, never a mix.
+//
+// Targets are plain 64-bit addresses: host physical addresses in a hardware
+// table, guest physical addresses in a table a hypervisor keeps for a guest.
+#pragma once
+
+#include <algorithm>
+#include <array>
+#include <atomic>
+#include <bit>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <optional>
+#include <type_traits>
+#include <utility>
+
+#include <iopt/addr/address.hpp>
+#include <iopt/addr/align.hpp>
+#include <iopt/addr/range.hpp>
+#include <iopt/config.hpp>
+#include <iopt/format/permission.hpp>
+#include <iopt/format/traits.hpp>
+#include <iopt/status.hpp>
+#include <iopt/table/geometry.hpp>
+#include <iopt/table/mappings.hpp>
+#include <iopt/table/walk.hpp>
+
+namespace iopt {
+
+// Where one IOBA leads.
+struct translation {
+  std::uint64_t target = 0; // the byte address, page offset included
+  permission perm = permission::none;
+
+  friend constexpr bool operator==(const translation&, const translation&) noexcept = default;
+};
+
+template <class Config>
+class tce_table {
+  using geometry = table_geometry<Config>;
+  using traits = table_traits<Config>;
+  using walker = detail::walker<Config>;
+  static constexpr unsigned top = geometry::top;
+
+public:
+  using config_type = Config;
+  using format = format_traits<typename traits::format>;
+  using allocator_type = typename traits::allocator;
+
+  static constexpr unsigned page_shift = geometry::page_shift;
+  static constexpr std::uint64_t page_bytes = std::uint64_t{1} << page_shift;
+  static constexpr unsigned levels = geometry::levels;
+  static constexpr std::uint64_t max_window_bytes = std::uint64_t{1} << geometry::max_window_shift;
+
+  // A table with no window: every IOBA is outside it.
+  tce_table() noexcept = default;
+
+  // Makes the table of a window of `window_bytes` at `bus_offset`. Refuses a
+  // size that is not a power of two or smaller than a page
+  // (invalid_parameter), an offset not aligned to the page (not_aligned), a
+  // window past 2^64 (wraps), one larger than the levels can index or, where
+  // the configuration asks for it, one that breaks the hardware index limit
+  // (unsupported), and reports no_memory when the first blocks cannot be had.
+  [[nodiscard]] static result<tce_table> create(ioba bus_offset, std::uint64_t window_bytes,
+                                                allocator_type alloc = {}) noexcept {
+    if (!std::has_single_bit(window_bytes) || window_bytes < page_bytes)
+      return status::invalid_parameter;
+    if (!is_aligned(bus_offset, page_shift))
+      return status::not_aligned;
+    if (!ioba_range::make(bus_offset, window_bytes))
+      return status::wraps;
+    const auto entries_bits = static_cast<unsigned>(std::countr_zero(window_bytes)) - page_shift;
+    if (entries_bits > geometry::max_entries_bits)
+      return status::unsupported;
+    if (traits::hardware_index_limit &&
+        geometry::hardware_index_bits(entries_bits) + page_shift >= hardware_index_limit_bits)
+      return status::unsupported;
+
+    tce_table table(std::move(alloc));
+    table.offset_ = bus_offset.value();
+    table.pages_ = std::uint64_t{1} << entries_bits;
+    table.top_bits_ = geometry::top_bits(entries_bits);
+    table.top_ = table.allocate_block(table.top_bytes(), table.top_bytes());
+    if (table.top_ == nullptr)
+      return status::no_memory;
+    table.bytes_.store(table.top_bytes(), std::memory_order_relaxed);
+    if constexpr (!traits::levels_on_demand) {
+      if (const status s = table.ensure_levels(0, table.pages_ - 1); s != status::ok)
+        return s; // the table's destructor gives back what was allocated
+    }
+    return table;
+  }
+
+  tce_table(tce_table&& other) noexcept
+      : alloc_(std::move(other.alloc_)), top_(std::exchange(other.top_, nullptr)),
+        offset_(other.offset_), pages_(std::exchange(other.pages_, 0)), top_bits_(other.top_bits_),
+        bytes_(other.bytes_.exchange(0, std::memory_order_relaxed)) {}
+  tce_table& operator=(tce_table&& other) noexcept {
+    if (this != &other) {
+      release();
+      alloc_ = std::move(other.alloc_);
+      top_ = std::exchange(other.top_, nullptr);
+      offset_ = other.offset_;
+      pages_ = std::exchange(other.pages_, 0);
+      top_bits_ = other.top_bits_;
+      bytes_.store(other.bytes_.exchange(0, std::memory_order_relaxed), std::memory_order_relaxed);
+    }
+    return *this;
+  }
+  tce_table(const tce_table&) = delete;
+  tce_table& operator=(const tce_table&) = delete;
+  ~tce_table() { release(); }
+
+  // ---- observers -----------------------------------------------------------
+
+  [[nodiscard]] ioba_range window() const noexcept {
+    return ioba_range::make(ioba{offset_}, pages_ << page_shift).value_or(ioba_range{});
+  }
+  [[nodiscard]] std::uint64_t pages() const noexcept { return pages_; }
+  // Bytes held by the table's levels right now.
+  [[nodiscard]] std::size_t memory_bytes() const noexcept {
+    return bytes_.load(std::memory_order_relaxed);
+  }
+  [[nodiscard]] allocator_type& allocator() noexcept { return alloc_; }
+  // Page index of an IOBA inside the window (no checks).
+  [[nodiscard]] std::uint64_t page_index(ioba a) const noexcept {
+    return (a.value() - offset_) >> page_shift;
+  }
+
+  // ---- single entries ------------------------------------------------------
+
+  // Maps one page. An existing entry is replaced.
+  status map(ioba a, std::uint64_t target, permission perm) noexcept {
+    std::uint64_t page = 0;
+    if (const status s = check_ioba(a, page); IOPT_UNLIKELY(s != status::ok))
+      return s;
+    const std::uint64_t value = format::make(target, perm);
+    if (const status s = check_mapping(target, perm, value); IOPT_UNLIKELY(s != status::ok))
+      return s;
+    return store(page, value);
+  }
+
+  // Removes the mapping of one page: not_found when there was none.
+  status unmap(ioba a) noexcept {
+    std::uint64_t page = 0;
+    if (const status s = check_ioba(a, page); IOPT_UNLIKELY(s != status::ok))
+      return s;
+    std::uint64_t* e = walker::template leaf_entry<top>(top_, page);
+    if (e == nullptr || !format::is_present(format::from_memory(detail::load_entry(*e))))
+      return status::not_found;
+    const std::uint64_t old = format::from_memory(detail::exchange_entry(*e, 0));
+    return format::is_present(old) ? status::ok : status::not_found;
+  }
+
+  // The raw TCE value of one page (0 where nothing was ever set).
+  [[nodiscard]] result<std::uint64_t> get(ioba a) const noexcept {
+    std::uint64_t page = 0;
+    if (const status s = check_ioba(a, page); IOPT_UNLIKELY(s != status::ok))
+      return s;
+    const std::uint64_t* e = walker::template leaf_entry<top>(top_, page);
+    return e == nullptr ? 0 : format::from_memory(detail::load_entry(*e));
+  }
+
+  // Writes a raw TCE value (normalized by the format). Writing 0 where the
+  // level does not exist allocates nothing.
+  status put(ioba a, std::uint64_t tce) noexcept {
+    std::uint64_t page = 0;
+    if (const status s = check_value(a, tce, page); IOPT_UNLIKELY(s != status::ok))
+      return s;
+    const std::uint64_t value = format::normalize(tce);
+    if (value == 0) {
+      std::uint64_t* e = walker::template leaf_entry<top>(top_, page);
+      if (e != nullptr)
+        detail::store_entry(*e, 0);
+      return status::ok;
+    }
+    return store(page, value);
+  }
+
+  // Atomically replaces one entry and returns the value it held.
+  result<std::uint64_t> xchg(ioba a, std::uint64_t tce) noexcept {
+    std::uint64_t page = 0;
+    if (const status s = check_value(a, tce, page); IOPT_UNLIKELY(s != status::ok))
+      return s;
+    const std::uint64_t value = format::normalize(tce);
+    std::uint64_t* e = walker::template leaf_entry<top>(top_, page);
+    if (e == nullptr) {
+      if (value == 0)
+        return std::uint64_t{0};
+      if (const status s = ensure_levels(page, page); s != status::ok)
+        return s;
+      e = walker::template leaf_entry<top>(top_, page);
+    }
+    return format::from_memory(detail::exchange_entry(*e, format::to_memory(value)));
+  }
+
+  // Where a byte of bus address space leads; not_found when its page is not mapped.
+  [[nodiscard]] result<translation> translate(ioba a) const noexcept {
+    const std::uint64_t rel = a.value() - offset_;
+    if (IOPT_UNLIKELY(a.value() < offset_ || (rel >> page_shift) >= pages_))
+      return status::out_of_window;
+    const std::uint64_t* e = walker::template leaf_entry<top>(top_, rel >> page_shift);
+    if (e == nullptr)
+      return status::not_found;
+    const std::uint64_t value = format::from_memory(detail::load_entry(*e));
+    if (!format::is_present(value))
+      return status::not_found;
+    return translation{format::target(value, page_shift) | (rel & (page_bytes - 1)),
+                       format::permissions(value)};
+  }
+
+  // ---- ranges --------------------------------------------------------------
+
+  // Maps `pages` consecutive pages from `first` to consecutive targets from
+  // `target`, replacing what was there. Walks down once per leaf block.
+  status map_range(ioba first, std::uint64_t target, std::uint64_t pages, permission perm) noexcept {
+    std::uint64_t first_page = 0;
+    if (const status s = check_range(first, pages, first_page); IOPT_UNLIKELY(s != status::ok))
+      return s;
+    const std::uint64_t value = format::make(target, perm);
+    if (const status s = check_mapping(target, perm, value); IOPT_UNLIKELY(s != status::ok))
+      return s;
+    if (pages - 1 > ((UINT64_MAX - target) >> page_shift))
+      return status::wraps; // the last target would pass 2^64
+    const std::uint64_t last_target = target + ((pages - 1) << page_shift);
+    if (const status s = format::check(format::make(last_target, perm), page_shift); s != status::ok)
+      return s;
+    const std::uint64_t last_page = first_page + (pages - 1);
+    if (const status s = ensure_levels(first_page, last_page); s != status::ok)
+      return s;
+    run_writer writer{value};
+    walker::template walk<top>(top_, first_page, last_page, writer);
+    return status::ok;
+  }
+
+  // Empties `pages` entries from `first`. Never allocates; with the
+  // configuration's free_empty_levels, gives back blocks it leaves empty.
+  status clear(ioba first, std::uint64_t pages) noexcept {
+    std::uint64_t first_page = 0;
+    if (const status s = check_range(first, pages, first_page); IOPT_UNLIKELY(s != status::ok))
+      return s;
+    clearer c{this};
+    walker::template walk<top>(top_, first_page, first_page + (pages - 1), c);
+    return status::ok;
+  }
+
+  // Calls on_run(const mapped_run&) for every run of the window in IOBA
+  // order; on_run may return false to stop early. Costs allocated levels plus
+  // set entries, never the window size.
+  template <class OnRun>
+  void for_each_run(OnRun&& on_run) const {
+    if (pages_ != 0)
+      visit_runs(0, pages_ - 1, on_run);
+  }
+  // The same over part of the window; runs are clipped to it.
+  template <class OnRun>
+  status for_each_run(ioba first, std::uint64_t pages, OnRun&& on_run) const {
+    std::uint64_t first_page = 0;
+    if (const status s = check_range(first, pages, first_page); s != status::ok)
+      return s;
+    visit_runs(first_page, first_page + (pages - 1), on_run);
+    return status::ok;
+  }
+
+  // The mapped runs as a forward range.
+  [[nodiscard]] mapping_view<tce_table> mappings() const noexcept { return mapping_view<tce_table>(*this); }
+
+  // The first run that starts at or after page index `from_page`.
+  [[nodiscard]] std::optional<mapped_run> next_run(std::uint64_t from_page) const noexcept {
+    std::optional<mapped_run> found;
+    auto take_first = [&found](const mapped_run& r) {
+      found = r;
+      return false;
+    };
+    if (from_page < pages_)
+      visit_runs(from_page, pages_ - 1, take_first);
+    return found;
+  }
+
+private:
+  explicit tce_table(allocator_type alloc) noexcept : alloc_(std::move(alloc)) {}
+
+  // ---- validation (every check happens before any change) -------------------
+
+  status check_ioba(ioba a, std::uint64_t& page) const noexcept {
+    const std::uint64_t rel = a.value() - offset_;
+    if (a.value() < offset_ || (rel >> page_shift) >= pages_)
+      return status::out_of_window;
+    if ((rel & (page_bytes - 1)) != 0)
+      return status::not_aligned;
+    page = rel >> page_shift;
+    return status::ok;
+  }
+  status check_range(ioba first, std::uint64_t pages, std::uint64_t& first_page) const noexcept {
+    if (pages == 0)
+      return status::invalid_parameter;
+    if (const status s = check_ioba(first, first_page); s != status::ok)
+      return s;
+    if (pages > pages_ - first_page)
+      return status::out_of_window; // the range runs past the window's end
+    return status::ok;
+  }
+  static status check_mapping(std::uint64_t target, permission perm, std::uint64_t value) noexcept {
+    if (!is_valid(perm))
+      return status::bad_permission;
+    if (perm == permission::none)
+      return status::invalid_parameter; // a mapping grants read or write
+    if (!is_aligned(target, page_shift))
+      return status::not_aligned;
+    return format::check(value, page_shift);
+  }
+  status check_value(ioba a, std::uint64_t tce, std::uint64_t& page) const noexcept {
+    if (const status s = check_ioba(a, page); s != status::ok)
+      return s;
+    return format::check(tce, page_shift);
+  }
+
+  // ---- writing one entry ---------------------------------------------------
+
+  IOPT_ALWAYS_INLINE status store(std::uint64_t page, std::uint64_t value) noexcept {
+    std::uint64_t* e = walker::template leaf_entry<top>(top_, page);
+    if (IOPT_UNLIKELY(e == nullptr)) {
+      if (const status s = ensure_levels(page, page); s != status::ok)
+        return s;
+      e = walker::template leaf_entry<top>(top_, page);
+    }
+    detail::store_entry(*e, format::to_memory(value));
+    return status::ok;
+  }
+
+  // ---- level blocks --------------------------------------------------------
+
+  std::size_t top_bytes() const noexcept { return (std::size_t{1} << top_bits_) * sizeof(std::uint64_t); }
+  static constexpr std::size_t lower_alignment(unsigned level) noexcept {
+    return std::max(geometry::block_bytes(level), detail::min_indirect_alignment);
+  }
+
+  std::uint64_t* allocate_block(std::size_t bytes, std::size_t alignment) noexcept {
+    void* block = alloc_.allocate(bytes, alignment);
+    if (block != nullptr)
+      std::memset(block, 0, bytes); // empty entries are all-zero in every byte order
+    return static_cast<std::uint64_t*>(block);
+  }
+  void free_lower_block(unsigned level, std::uint64_t* block) noexcept {
+    alloc_.deallocate(block, geometry::block_bytes(level), lower_alignment(level));
+  }
+
+  // Zeroed blocks allocated for one operation before any is installed,
+  // kept as one intrusive list per level (the link lives in word 0).
+  struct level_reserve {
+    std::array<std::uint64_t*, levels> head{};
+
+    void push(unsigned level, std::uint64_t* block) noexcept {
+      block[0] = reinterpret_cast<std::uintptr_t>(head[level]);
+      head[level] = block;
+    }
+    std::uint64_t* pop(unsigned level) noexcept {
+      std::uint64_t* block = head[level];
+      if (block != nullptr) {
+        head[level] = reinterpret_cast<std::uint64_t*>(block[0]);
+        block[0] = 0;
+      }
+      return block;
+    }
+  };
+
+  // Counts the blocks missing below [first, last]: reading only.
+  struct missing_counter {
+    std::array<std::uint64_t, levels> blocks{};
+    std::uint64_t total = 0;
+
+    bool leaf(std::uint64_t*, std::size_t, std::size_t, std::uint64_t) noexcept { return true; }
+    template <unsigned Level>
+    detail::on_missing missing(std::uint64_t&, std::uint64_t first, std::uint64_t last) noexcept {
+      // A missing slot of Level lacks its whole subtree over [first, last]:
+      // at each level k below, one block per distinct slot of level k + 1.
+      for (unsigned k = 0; k < Level; ++k) {
+        const unsigned shift = geometry::index_shift(k + 1);
+        const std::uint64_t n = (last >> shift) - (first >> shift) + 1;
+        blocks[k] += n;
+        total += n;
+      }
+      return detail::on_missing::skip;
+    }
+  };
+
+  // Installs blocks from a reserve where entries are missing. A lost race
+  // returns the block to the reserve and uses the winner's block.
+  struct level_installer {
+    tce_table* table;
+    level_reserve* reserve;
+
+    bool leaf(std::uint64_t*, std::size_t, std::size_t, std::uint64_t) noexcept { return true; }
+    template <unsigned Level>
+    detail::on_missing missing(std::uint64_t& entry, std::uint64_t, std::uint64_t) noexcept {
+      std::uint64_t* block = reserve->pop(Level - 1);
+      IOPT_ASSERT(block != nullptr);
+      std::uint64_t expected = 0;
+      if (std::atomic_ref<std::uint64_t>(entry).compare_exchange_strong(
+              expected, walker::encode_indirect(block), std::memory_order_acq_rel,
+              std::memory_order_acquire))
+        table->bytes_.fetch_add(geometry::block_bytes(Level - 1), std::memory_order_relaxed);
+      else
+        reserve->push(Level - 1, block);
+      return detail::on_missing::descend;
+    }
+  };
+
+  // Makes every level below [first, last] exist. The common case (all there)
+  // is one read-only walk; the rest is out of line.
+  status ensure_levels(std::uint64_t first, std::uint64_t last) noexcept {
+    if constexpr (levels == 1) {
+      return status::ok;
+    } else {
+      missing_counter counter;
+      walker::template walk<top>(top_, first, last, counter);
+      if (IOPT_LIKELY(counter.total == 0))
+        return status::ok;
+      return install_levels(first, last, counter);
+    }
+  }
+
+  IOPT_COLD status install_levels(std::uint64_t first, std::uint64_t last,
+                                  const missing_counter& counter) noexcept {
+    level_reserve reserve;
+    status result = status::ok;
+    for (unsigned level = 0; level < top && result == status::ok; ++level) {
+      for (std::uint64_t n = 0; n < counter.blocks[level]; ++n) {
+        std::uint64_t* block = allocate_block(geometry::block_bytes(level), lower_alignment(level));
+        if (block == nullptr) {
+          result = status::no_memory;
+          break;
+        }
+        reserve.push(level, block);
+      }
+    }
+    if (result == status::ok) {
+      level_installer installer{this, &reserve};
+      walker::template walk<top>(top_, first, last, installer);
+    }
+    // What was not installed (all of it after a failure, losers of races
+    // otherwise) goes back.
+    for (unsigned level = 0; level < top; ++level)
+      while (std::uint64_t* block = reserve.pop(level))
+        free_lower_block(level, block);
+    return result;
+  }
+
+  // ---- range visitors ------------------------------------------------------
+
+  struct run_writer {
+    std::uint64_t value; // the TCE value of the next page
+
+    IOPT_ALWAYS_INLINE bool leaf(std::uint64_t* block, std::size_t lo, std::size_t hi,
+                                 std::uint64_t) noexcept {
+      std::uint64_t v = value;
+      for (std::size_t i = lo; i <= hi; ++i, v += page_bytes)
+        detail::store_entry(block[i], format::to_memory(v));
+      value = v;
+      return true;
+    }
+    template <unsigned Level>
+    detail::on_missing missing(std::uint64_t&, std::uint64_t, std::uint64_t) noexcept {
+      IOPT_ASSERT(!"levels were ensured before writing");
+      return detail::on_missing::stop;
+    }
+  };
+
+  struct clearer {
+    tce_table* table;
+
+    IOPT_ALWAYS_INLINE bool leaf(std::uint64_t* block, std::size_t lo, std::size_t hi,
+                                 std::uint64_t) noexcept {
+      for (std::size_t i = lo; i <= hi; ++i)
+        detail::store_entry(block[i], 0);
+      return true;
+    }
+    template <unsigned Level>
+    detail::on_missing missing(std::uint64_t&, std::uint64_t, std::uint64_t) noexcept {
+      return detail::on_missing::skip; // nothing to clear where no level exists
+    }
+    template <unsigned Level>
+    void after_child(std::uint64_t& entry, std::uint64_t* child) noexcept {
+      if constexpr (traits::free_empty_levels) {
+        for (std::size_t i = 0; i < geometry::block_entries(Level - 1); ++i)
+          if (detail::load_entry(child[i]) != 0)
+            return;
+        detail::store_entry(entry, 0);
+        table->free_lower_block(Level - 1, child);
+        table->bytes_.fetch_sub(geometry::block_bytes(Level - 1), std::memory_order_relaxed);
+      }
+    }
+  };
+
+  // Gathers consecutive present entries with contiguous targets and equal
+  // permissions into runs and hands each finished run to on_run.
+  template <class OnRun>
+  struct run_collector {
+    const tce_table* table;
+    OnRun& on_run;
+    mapped_run run{};
+    std::uint64_t expected = 0; // the value that would extend the run; 0 never does
+    bool active = false;
+
+    bool emit() {
+      active = false;
+      if constexpr (std::is_void_v<decltype(on_run(run))>) {
+        on_run(run);
+        return true;
+      } else {
+        return static_cast<bool>(on_run(run));
+      }
+    }
+    static std::uint64_t successor(std::uint64_t value) noexcept {
+      // A run cannot continue past the last page of the 64-bit space.
+      return format::target(value, page_shift) > UINT64_MAX - page_bytes ? 0 : value + page_bytes;
+    }
+
+    IOPT_ALWAYS_INLINE bool leaf(std::uint64_t* block, std::size_t lo, std::size_t hi, std::uint64_t first) {
+      for (std::size_t i = lo; i <= hi; ++i) {
+        const std::uint64_t raw = detail::load_entry(block[i]);
+        if (raw == 0) {
+          if (active && !emit())
+            return false;
+          continue;
+        }
+        const std::uint64_t value = format::from_memory(raw);
+        if (active) {
+          if (value == expected) {
+            ++run.pages;
+            expected = successor(value);
+            continue;
+          }
+          if (!emit())
+            return false;
+        }
+        if (!format::is_present(value))
+          continue;
+        run = mapped_run{ioba{table->offset_ + ((first + (i - lo)) << page_shift)},
+                         format::target(value, page_shift), 1, format::permissions(value)};
+        expected = successor(value);
+        active = true;
+      }
+      return true;
+    }
+    template <unsigned Level>
+    detail::on_missing missing(std::uint64_t&, std::uint64_t, std::uint64_t) {
+      if (active && !emit())
+        return detail::on_missing::stop;
+      return detail::on_missing::skip;
+    }
+  };
+
+  template <class OnRun>
+  void visit_runs(std::uint64_t first, std::uint64_t last, OnRun& on_run) const {
+    run_collector<OnRun> collector{this, on_run};
+    if (walker::template walk<top>(top_, first, last, collector) && collector.active)
+      collector.emit();
+  }
+
+  // ---- teardown ------------------------------------------------------------
+
+  template <unsigned Level>
+  void free_below(std::uint64_t* block, std::size_t entries) noexcept {
+    if constexpr (Level > 0) {
+      for (std::size_t i = 0; i < entries; ++i) {
+        const std::uint64_t raw = block[i];
+        if (raw == 0)
+          continue;
+        std::uint64_t* child = walker::decode_indirect(raw);
+        free_below<Level - 1>(child, geometry::block_entries(Level - 1));
+        free_lower_block(Level - 1, child);
+      }
+    }
+  }
+  void release() noexcept {
+    if (top_ == nullptr)
+      return;
+    free_below<top>(top_, std::size_t{1} << top_bits_);
+    alloc_.deallocate(top_, top_bytes(), top_bytes());
+    top_ = nullptr;
+    pages_ = 0;
+    bytes_.store(0, std::memory_order_relaxed);
+  }
+
+  [[no_unique_address]] allocator_type alloc_{};
+  std::uint64_t* top_ = nullptr;
+  std::uint64_t offset_ = 0;    // bus offset of the window
+  std::uint64_t pages_ = 0;     // IOMMU pages in the window (a power of two)
+  unsigned top_bits_ = 0;       // log2 of the top level's entries
+  std::atomic<std::size_t> bytes_{0};
+};
+
+} // namespace iopt
