@@ -1,1 +1,331 @@
+// Conformance of tce_table<Config>, written once and run for every configuration.
+#include "table/support.hpp"
+
 #include <doctest/doctest.h>
+#include <range/v3/view/filter.hpp>
+#include <range/v3/view/transform.hpp>
+#include <range/v3/range/conversion.hpp>
+
+#include <ranges>
+
+using namespace iopt;
+using namespace iopt_test;
+
+TEST_CASE_TEMPLATE("a new table holds only what its configuration says", Config, IOPT_TEST_CONFIGS) {
+  using table_type = tce_table<Config>;
+  using geometry = table_geometry<Config>;
+  auto t = make_table<Config>();
+  CHECK(t.window().first().value() == test_window<Config>::offset);
+  CHECK(t.window().size() == test_window<Config>::bytes);
+  CHECK(t.pages() == test_window<Config>::bytes / table_type::page_bytes);
+  CHECK(t.mappings().begin() == t.mappings().end());
+  CHECK(t.translate(t.window().first()).error() == status::not_found);
+  CHECK(*t.get(t.window().last() - (table_type::page_bytes - 1)) == 0);
+
+  const unsigned entries_bits = static_cast<unsigned>(std::countr_zero(t.pages()));
+  const std::size_t top_bytes = (std::size_t{1} << geometry::top_bits(entries_bits)) * 8;
+  if (table_traits<Config>::levels_on_demand || geometry::levels == 1)
+    CHECK(t.memory_bytes() == top_bytes);
+  else
+    CHECK(t.memory_bytes() > top_bytes); // every level exists from the start
+}
+
+TEST_CASE_TEMPLATE("map, translate and unmap at every level boundary and window edge", Config,
+                   IOPT_TEST_CONFIGS) {
+  using table_type = tce_table<Config>;
+  auto t = make_table<Config>();
+  const std::uint64_t page = table_type::page_bytes;
+  for (std::uint64_t p : boundary_pages(t)) {
+    CAPTURE(p);
+    const ioba at = page_address(t, p);
+    const std::uint64_t target = (p + 7) * page;
+    REQUIRE(t.map(at, target, permission::read) == status::ok);
+    CHECK(*t.translate(at) == translation{target, permission::read});
+    CHECK(*t.translate(at + (page - 1)) == translation{target + page - 1, permission::read});
+    CHECK(table_type::format::permissions(*t.get(at)) == permission::read);
+    CHECK(t.unmap(at) == status::ok);
+    CHECK(t.translate(at).error() == status::not_found);
+    CHECK(t.unmap(at) == status::not_found);
+  }
+  CHECK(t.mappings().begin() == t.mappings().end());
+}
+
+TEST_CASE_TEMPLATE("map_range across level boundaries is one coalesced run", Config, IOPT_TEST_CONFIGS) {
+  using table_type = tce_table<Config>;
+  using geometry = table_geometry<Config>;
+  auto t = make_table<Config>();
+  const std::uint64_t page = table_type::page_bytes;
+  // Start a few pages before the second block of the level above the leaves
+  // (or anywhere in a flat table) and run past it.
+  const std::uint64_t span = std::uint64_t{1} << geometry::index_shift(geometry::levels > 1 ? 1 : 0);
+  const std::uint64_t first = std::min<std::uint64_t>(span > 3 ? span - 3 : 1, t.pages() - 10);
+  const std::uint64_t pages = std::min<std::uint64_t>(span + 6, t.pages() - first);
+  const std::uint64_t target = std::uint64_t{1} << 40;
+  REQUIRE(t.map_range(page_address(t, first), target, pages, permission::read_write) == status::ok);
+
+  const std::vector<mapped_run> runs = take_snapshot(t).runs;
+  REQUIRE(runs.size() == 1);
+  CHECK(runs[0] == mapped_run{page_address(t, first), target, pages, permission::read_write});
+  CHECK(t.translate(page_address(t, first + pages - 1))->target == target + (pages - 1) * page);
+  CHECK(t.translate(page_address(t, first + pages)).error() == status::not_found);
+
+  // A page with other permissions in the middle splits the run in three.
+  const std::uint64_t middle = first + pages / 2;
+  REQUIRE(t.map(page_address(t, middle), target + (middle - first) * page, permission::read) ==
+          status::ok);
+  CHECK(take_snapshot(t).runs.size() == 3);
+  // A clear of the rest leaves only the odd page.
+  REQUIRE(t.clear(page_address(t, first), middle - first) == status::ok);
+  REQUIRE(t.clear(page_address(t, middle + 1), first + pages - middle - 1) == status::ok);
+  const auto left = take_snapshot(t).runs;
+  REQUIRE(left.size() == 1);
+  CHECK(left[0].first == page_address(t, middle));
+  CHECK(left[0].pages == 1);
+  CHECK(left[0].perm == permission::read);
+}
+
+TEST_CASE_TEMPLATE("a run ends where targets stop being contiguous", Config, IOPT_TEST_CONFIGS) {
+  auto t = make_table<Config>();
+  const std::uint64_t page = tce_table<Config>::page_bytes;
+  REQUIRE(t.map(page_address(t, 10), 100 * page, permission::read) == status::ok);
+  REQUIRE(t.map(page_address(t, 11), 101 * page, permission::read) == status::ok);
+  REQUIRE(t.map(page_address(t, 12), 200 * page, permission::read) == status::ok);
+  REQUIRE(t.map(page_address(t, 14), 201 * page, permission::read) == status::ok); // a hole before it
+  const auto runs = take_snapshot(t).runs;
+  REQUIRE(runs.size() == 3);
+  CHECK(runs[0].pages == 2);
+  CHECK(runs[1].pages == 1);
+  CHECK(runs[2].first == page_address(t, 14));
+}
+
+TEST_CASE_TEMPLATE("bad input gets a status and changes nothing", Config, IOPT_TEST_CONFIGS) {
+  using table_type = tce_table<Config>;
+  auto t = make_table<Config>();
+  const std::uint64_t page = table_type::page_bytes;
+  const ioba first = t.window().first();
+  const ioba last_page = page_address(t, t.pages() - 1);
+  REQUIRE(t.map_range(first + 4 * page, 0x40'0000'0000, 3, permission::read) == status::ok);
+  const snapshot before = take_snapshot(t);
+
+  const ioba below = ioba{first.value() - page}; // wraps to the top when the window starts at 0
+  CHECK(t.map(below, 0, permission::read) == status::out_of_window);
+  CHECK(t.map(last_page + page, 0, permission::read) == status::out_of_window);
+  CHECK(t.map(first + 1, 0, permission::read) == status::not_aligned);
+  CHECK(t.map(first, page / 2, permission::read) == status::not_aligned);
+  CHECK(t.map(first, page + 1, permission::read) == status::not_aligned); // a low bit that looks like R
+  CHECK(t.map(first, 0, permission::none) == status::invalid_parameter);
+  CHECK(t.map(first, 0, static_cast<permission>(4)) == status::bad_permission);
+  CHECK(t.map_range(first, 0, 0, permission::read) == status::invalid_parameter);
+  CHECK(t.map_range(last_page, 0, 2, permission::read) == status::out_of_window);
+  CHECK(t.map_range(first, 0, t.pages() + 1, permission::read) == status::out_of_window);
+  CHECK(t.map_range(first, UINT64_MAX - page + 1, 2, permission::read) == status::wraps);
+  CHECK(t.map_range(first + page / 2, 0, 1, permission::read) == status::not_aligned);
+  CHECK(t.clear(last_page, 2) == status::out_of_window);
+  CHECK(t.clear(first, 0) == status::invalid_parameter);
+  CHECK(t.clear(first + 3, 1) == status::not_aligned);
+  CHECK(t.put(first, page | 0x4) == status::not_aligned);
+  CHECK(t.put(first + page / 2, page | 1) == status::not_aligned);
+  CHECK(t.put(ioba{UINT64_MAX}, page | 1) == status::out_of_window);
+  CHECK(t.xchg(first, 0x8).error() == status::not_aligned);
+  CHECK(t.get(first + 0x10).error() == status::not_aligned);
+  CHECK(t.unmap(below) == status::out_of_window);
+  CHECK(t.translate(below).error() == status::out_of_window);
+  CHECK(t.translate(last_page + page).error() == status::out_of_window);
+  std::uint64_t runs_seen = 0;
+  CHECK(t.for_each_run(first, 0, [&](const mapped_run&) { ++runs_seen; }) == status::invalid_parameter);
+  CHECK(runs_seen == 0);
+
+  CHECK(take_snapshot(t) == before);
+}
+
+TEST_CASE_TEMPLATE("clearing and reading never allocate", Config, IOPT_TEST_CONFIGS) {
+  auto t = make_table<Config>();
+  const std::size_t bytes = t.memory_bytes();
+  const ioba far = page_address(t, t.pages() - 1);
+  CHECK(t.clear(t.window().first(), t.pages()) == status::ok);
+  CHECK(t.put(far, 0) == status::ok);
+  CHECK(*t.xchg(far, 0) == 0);
+  CHECK(*t.get(far) == 0);
+  CHECK(t.translate(far).error() == status::not_found);
+  CHECK(t.unmap(far) == status::not_found);
+  CHECK(t.memory_bytes() == bytes);
+}
+
+TEST_CASE_TEMPLATE("xchg returns what the entry held", Config, IOPT_TEST_CONFIGS) {
+  using table_type = tce_table<Config>;
+  auto t = make_table<Config>();
+  const std::uint64_t page = table_type::page_bytes;
+  const ioba at = page_address(t, t.pages() / 2);
+  CHECK(*t.xchg(at, 5 * page | 1) == 0);
+  CHECK(*t.xchg(at, 6 * page | 3) == (5 * page | 1));
+  CHECK(*t.translate(at) == translation{6 * page, permission::read_write});
+  CHECK(*t.xchg(at, 0) == (6 * page | 3));
+  CHECK(t.translate(at).error() == status::not_found);
+}
+
+TEST_CASE_TEMPLATE("the mappings are a range for std::ranges and range-v3", Config, IOPT_TEST_CONFIGS) {
+  auto t = make_table<Config>();
+  const std::uint64_t page = tce_table<Config>::page_bytes;
+  for (std::uint64_t i = 0; i < 6; ++i)
+    REQUIRE(t.map(page_address(t, 3 * i), (1000 + 3 * i) * page,
+                  i % 2 ? permission::read : permission::read_write) == status::ok);
+  auto view = t.mappings();
+  static_assert(std::ranges::forward_range<decltype(view)>);
+  static_assert(std::ranges::view<decltype(view)>);
+  static_assert(ranges::forward_range<decltype(view)>);
+  CHECK(std::ranges::distance(view) == 6);
+  const auto writable = view | ranges::views::filter([](const mapped_run& r) { return can_write(r.perm); }) |
+                        ranges::views::transform([](const mapped_run& r) { return r.first; }) |
+                        ranges::to<std::vector>();
+  CHECK(writable == std::vector<ioba>{page_address(t, 0), page_address(t, 6), page_address(t, 12)});
+}
+
+TEST_CASE_TEMPLATE("for_each_run clips to the range it is given and can stop early", Config,
+                   IOPT_TEST_CONFIGS) {
+  auto t = make_table<Config>();
+  const std::uint64_t page = tce_table<Config>::page_bytes;
+  REQUIRE(t.map_range(page_address(t, 8), 0, 16, permission::read) == status::ok);
+  REQUIRE(t.map_range(page_address(t, 40), 64 * page, 4, permission::read) == status::ok);
+  std::vector<mapped_run> seen;
+  REQUIRE(t.for_each_run(page_address(t, 12), 30, [&](const mapped_run& r) { seen.push_back(r); }) ==
+          status::ok);
+  REQUIRE(seen.size() == 2);
+  CHECK(seen[0] == mapped_run{page_address(t, 12), 4 * page, 12, permission::read});
+  CHECK(seen[1] == mapped_run{page_address(t, 40), 64 * page, 2, permission::read});
+  int calls = 0;
+  t.for_each_run([&](const mapped_run&) { return ++calls < 1; });
+  CHECK(calls == 1);
+}
+
+TEST_CASE_TEMPLATE("a table can be moved", Config, IOPT_TEST_CONFIGS) {
+  auto t = make_table<Config>();
+  REQUIRE(t.map(page_address(t, 1), 0, permission::read) == status::ok);
+  const snapshot before = take_snapshot(t);
+  tce_table<Config> moved(std::move(t));
+  CHECK(take_snapshot(moved) == before);
+  CHECK(t.pages() == 0); // NOLINT: the moved-from table has no window
+  CHECK(t.map(ioba{0}, 0, permission::read) == status::out_of_window);
+  t = std::move(moved);
+  CHECK(take_snapshot(t) == before);
+}
+
+// ---------------------------------------------------------------------------
+// Window creation.
+
+TEST_CASE("create refuses windows that cannot exist") {
+  using table_type = tce_table<config_huge_window>;
+  CHECK(table_type::create(ioba{0}, 0).error() == status::invalid_parameter);
+  CHECK(table_type::create(ioba{0}, 3 << 16).error() == status::invalid_parameter);
+  CHECK(table_type::create(ioba{0}, 1 << 12).error() == status::invalid_parameter); // below one page
+  CHECK(table_type::create(ioba{0x1000}, 1 << 20).error() == status::not_aligned);
+  CHECK(table_type::create(ioba{UINT64_MAX - 0xffff}, 1 << 20).error() == status::wraps);
+  CHECK(table_type::create(ioba{0}, std::uint64_t{1} << 53).error() == status::unsupported);
+  CHECK(table_type::create(ioba{0}, std::uint64_t{1} << 52));
+  CHECK(table_type::create(ioba{0}, 1 << 16)); // one page
+  CHECK(tce_table<config_4k>::create(ioba{0}, std::uint64_t{1} << 33).error() == status::unsupported);
+}
+
+namespace {
+// Levels that could index more than the hardware allows.
+struct config_past_hardware_limit {
+  using format = hardware_tce;
+  using page_size = page_64k;
+  static constexpr std::array<unsigned, 4> level_bits{12, 12, 12, 11};
+  static constexpr bool hardware_index_limit = true;
+};
+struct config_past_hardware_limit_unchecked : config_past_hardware_limit {
+  static constexpr bool hardware_index_limit = false;
+};
+} // namespace
+
+TEST_CASE("the hardware index limit: index bits plus page shift below 55") {
+  using limited = tce_table<config_past_hardware_limit>;
+  CHECK(limited::create(ioba{0}, std::uint64_t{1} << 54)); // 38 index bits + 16 = 54
+  CHECK(limited::create(ioba{0}, std::uint64_t{1} << 55).error() == status::unsupported);
+  CHECK(tce_table<config_past_hardware_limit_unchecked>::create(ioba{0}, std::uint64_t{1} << 55));
+}
+
+TEST_CASE_TEMPLATE("a window whose end is the top of the 64-bit space", Config, IOPT_TEST_CONFIGS) {
+  using table_type = tce_table<Config>;
+  const std::uint64_t size = test_window<Config>::bytes;
+  auto made = table_type::create(ioba{0 - size}, size);
+  REQUIRE(made);
+  table_type& t = *made;
+  const std::uint64_t page = table_type::page_bytes;
+  const ioba last = ioba{0 - page};
+  CHECK(t.window().reaches_top());
+  REQUIRE(t.map(last, UINT64_MAX - page + 1, permission::read) == status::ok);
+  CHECK(t.translate(ioba{UINT64_MAX})->target == UINT64_MAX);
+  REQUIRE(t.map(last - page, UINT64_MAX - 2 * page + 1, permission::read) == status::ok);
+  // Two pages at the very top of both address spaces: one run, nothing wraps.
+  const auto runs = take_snapshot(t).runs;
+  REQUIRE(runs.size() == 1);
+  CHECK(runs[0].pages == 2);
+  // A page mapping target 0 right after a page mapping the last target is no continuation.
+  REQUIRE(t.clear(last - page, 2) == status::ok);
+  REQUIRE(t.map(last - page, UINT64_MAX - page + 1, permission::read) == status::ok);
+  REQUIRE(t.map(last, 0, permission::read) == status::ok);
+  CHECK(take_snapshot(t).runs.size() == 2);
+  CHECK(t.map_range(last, 0, 2, permission::read) == status::out_of_window);
+  CHECK(t.map_range(last - page, UINT64_MAX - page + 1, 2, permission::read) == status::wraps);
+  REQUIRE(t.map_range(last - 3 * page, 0, 4, permission::read_write) == status::ok);
+  CHECK(t.clear(last - 3 * page, 4) == status::ok);
+  CHECK(t.mappings().begin() == t.mappings().end());
+  CHECK(t.translate(ioba{0}).error() == status::out_of_window);
+}
+
+// ---------------------------------------------------------------------------
+// Format-specific behaviour.
+
+TEST_CASE("a hardware table stores write as read-write, big-endian") {
+  auto t = make_table<config_4k>();
+  REQUIRE(t.put(ioba{0x5000}, 0x7000 | 0x2) == status::ok);
+  CHECK(*t.get(ioba{0x5000}) == (0x7000 | 0x3));
+  CHECK(t.translate(ioba{0x5000})->perm == permission::read_write);
+  REQUIRE(t.map(ioba{0x6000}, 0x8000, permission::write) == status::ok);
+  CHECK(*t.get(ioba{0x6000}) == (0x8000 | 0x3));
+}
+
+TEST_CASE("a guest table keeps the guest's value verbatim") {
+  auto t = make_table<config_guest_4k>();
+  const ioba at = t.window().first() + 0x5000;
+  REQUIRE(t.put(at, 0x7000 | 0x2) == status::ok);
+  CHECK(*t.get(at) == (0x7000 | 0x2));
+  CHECK(t.translate(at)->perm == permission::write);
+  // A value with an address but no permission is kept, and is not a mapping.
+  REQUIRE(t.put(at, 0x9000) == status::ok);
+  CHECK(*t.get(at) == 0x9000);
+  CHECK(t.translate(at).error() == status::not_found);
+  CHECK(t.mappings().begin() == t.mappings().end());
+  CHECK(t.unmap(at) == status::not_found);
+}
+
+TEST_CASE("free_empty_levels gives back the blocks a clear empties") {
+  auto t = make_table<config_small_blocks>();
+  const std::size_t empty_bytes = t.memory_bytes();
+  REQUIRE(t.map_range(page_address(t, 5), 0, 300, permission::read) == status::ok);
+  REQUIRE(t.map(page_address(t, 4000), 0, permission::read) == status::ok);
+  const std::size_t full = t.memory_bytes();
+  CHECK(full > empty_bytes);
+  REQUIRE(t.clear(page_address(t, 5), 150) == status::ok);
+  CHECK(t.memory_bytes() < full); // the first leaves went back
+  CHECK(t.memory_bytes() > empty_bytes);
+  REQUIRE(t.clear(page_address(t, 155), 150) == status::ok);
+  REQUIRE(t.unmap(page_address(t, 4000)) == status::ok);
+  CHECK(t.memory_bytes() > empty_bytes); // unmap never frees: a later clear does
+  REQUIRE(t.clear(t.window().first(), t.pages()) == status::ok);
+  CHECK(t.memory_bytes() == empty_bytes);
+  CHECK(t.allocator().plan().live_bytes == static_cast<std::int64_t>(empty_bytes));
+  REQUIRE(t.map(page_address(t, 7), 0, permission::read) == status::ok); // and levels come back
+  CHECK(t.translate(page_address(t, 7)));
+}
+
+TEST_CASE("1 GiB mapped in a 128 TiB window costs at most 1.05x its leaf blocks") {
+  auto t = make_table<config_huge_window>();
+  const std::uint64_t pages = (std::uint64_t{1} << 30) >> 16;
+  REQUIRE(t.map_range(t.window().first() + (std::uint64_t{1} << 40), std::uint64_t{1} << 44, pages,
+                      permission::read_write) == status::ok);
+  const double leaf_bytes = static_cast<double>(pages * 8);
+  CHECK(static_cast<double>(t.memory_bytes()) <= 1.05 * leaf_bytes);
+  CHECK(t.memory_bytes() == 128 * 1024 + 4096 + 2048);
+}
