@@ -6,7 +6,7 @@
 // A mapped run is a maximal stretch of consecutive IOMMU pages whose targets
 // are contiguous and whose permissions are equal: a 1 GiB contiguous mapping
 // of 64 KiB pages is one run, not 16384. mapping_view<Table> is a forward
-// range of runs (usable with std::ranges and range-v3 alike); each step asks
+// range of runs (a std::ranges view, usable with range-v3 too); each step asks
 // the table for the next run after the previous one, so the whole iteration
 // costs what the table's sparse walk costs: allocated levels plus set entries,
 // never the window size.
@@ -37,7 +37,7 @@ struct mapped_run {
 //   std::uint64_t page_index(ioba) const noexcept
 //   std::uint64_t pages() const noexcept
 template <class Table>
-class mapping_view : public std::ranges::view_interface<mapping_view<Table>> {
+class mapping_view : public std::ranges::view_base {
 public:
   class iterator {
   public:
@@ -94,6 +94,7 @@ public:
 
   [[nodiscard]] iterator begin() const noexcept { return iterator(table_, 0); }
   [[nodiscard]] iterator end() const noexcept { return iterator(table_); }
+  [[nodiscard]] bool empty() const noexcept { return begin() == end(); }
 
 private:
   const Table* table_ = nullptr;

@@ -491,7 +491,7 @@ private:
     }
     template <unsigned Level>
     detail::on_missing missing(std::uint64_t&, std::uint64_t, std::uint64_t) noexcept {
-      IOPT_ASSERT(!"levels were ensured before writing");
+      IOPT_ASSERT(false && "levels were ensured before writing");
       return detail::on_missing::stop;
     }
   };

@@ -1,0 +1,57 @@
+// Each IOPT_BAD_CONFIG value is a configuration that cannot work; the test
+// suite compiles this file once per value and expects the compiler to stop
+// with the static_assert message that names the broken requirement.
+#include <iopt/format/hardware_tce.hpp>
+#include <iopt/table/tce_table.hpp>
+
+#include <array>
+#include <cstdint>
+
+namespace {
+
+#if IOPT_BAD_CONFIG == 1 // six levels
+struct config {
+  using format = iopt::hardware_tce;
+  using page_size = iopt::page_4k;
+  static constexpr std::array<unsigned, 6> level_bits{4, 4, 4, 4, 4, 4};
+};
+#elif IOPT_BAD_CONFIG == 2 // a level with no index bits
+struct config {
+  using format = iopt::hardware_tce;
+  using page_size = iopt::page_4k;
+  static constexpr std::array<unsigned, 2> level_bits{9, 0};
+};
+#elif IOPT_BAD_CONFIG == 3 // indexes past 2^63 bytes
+struct config {
+  using format = iopt::hardware_tce;
+  using page_size = iopt::page_16g;
+  static constexpr std::array<unsigned, 2> level_bits{16, 16};
+};
+#elif IOPT_BAD_CONFIG == 4 // not a TCE format
+struct config {
+  using format = int;
+  using page_size = iopt::page_4k;
+  static constexpr std::array<unsigned, 1> level_bits{10};
+};
+#elif IOPT_BAD_CONFIG == 5 // no page size
+struct config {
+  using format = iopt::hardware_tce;
+  static constexpr std::array<unsigned, 1> level_bits{10};
+};
+#elif IOPT_BAD_CONFIG == 6 // an allocator that is not one
+struct config {
+  using format = iopt::hardware_tce;
+  using page_size = iopt::page_4k;
+  static constexpr std::array<unsigned, 1> level_bits{10};
+  struct allocator {
+    void* allocate(std::size_t) { return nullptr; }
+  };
+};
+#endif
+
+} // namespace
+
+int main() {
+  auto t = iopt::tce_table<config>::create(iopt::ioba{0}, std::uint64_t{1} << 22);
+  return t.has_value() ? 0 : 1;
+}
