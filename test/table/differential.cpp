@@ -77,7 +77,7 @@ TEST_CASE_TEMPLATE("random operations agree with the reference model", Config, I
     const ioba at = page_address(t, p);
     const std::uint64_t target = (random.next(1u << 20) + (random.next(2) ? 0 : UINT64_MAX / page - (1u << 20))) * page;
     const permission perm = any_permission(random.next(3));
-    switch (random.next(8)) {
+    switch (random.next(10)) {
     case 0:
     case 1: {
       REQUIRE(t.map(at, target, perm) == status::ok);
@@ -128,6 +128,36 @@ TEST_CASE_TEMPLATE("random operations agree with the reference model", Config, I
       REQUIRE(old);
       CHECK(*old == model.get(p));
       model.set(p, format::normalize(value));
+      break;
+    }
+    case 7: {
+      const std::uint64_t n = random.length(std::min<std::uint64_t>(t.pages() - p + 1, 512));
+      std::vector<std::uint64_t> list(n);
+      for (std::uint64_t i = 0; i < n; ++i)
+        list[i] = random.next(5) == 0 ? 0 : (random.next(1u << 20) * page) | random.next(4);
+      const status s = t.put_list(at, list);
+      if (p + n > t.pages()) {
+        REQUIRE(s == status::out_of_window);
+      } else {
+        REQUIRE(s == status::ok);
+        for (std::uint64_t i = 0; i < n; ++i)
+          model.set(p + i, format::normalize(list[i]));
+        check_page(p + n - 1);
+      }
+      break;
+    }
+    case 8: {
+      const std::uint64_t n = random.length(t.pages() - p + 1);
+      const std::uint64_t value = random.next(2) == 0 ? 0 : target | random.next(4);
+      const status s = t.fill(at, n, value);
+      if (p + n > t.pages()) {
+        REQUIRE(s == status::out_of_window);
+      } else {
+        REQUIRE(s == status::ok);
+        for (std::uint64_t i = 0; i < n; ++i)
+          model.set(p + i, format::normalize(value));
+        check_page(p + n - 1);
+      }
       break;
     }
     default: // a read anywhere

@@ -329,3 +329,73 @@ TEST_CASE("1 GiB mapped in a 128 TiB window costs at most 1.05x its leaf blocks"
   CHECK(static_cast<double>(t.memory_bytes()) <= 1.05 * leaf_bytes);
   CHECK(t.memory_bytes() == 128 * 1024 + 4096 + 2048);
 }
+
+// ---------------------------------------------------------------------------
+// The operations a hypervisor's fast path uses.
+
+TEST_CASE_TEMPLATE("with allocation forbidden a missing level is too hard and changes nothing",
+                   Config, IOPT_TEST_CONFIGS) {
+  using table_type = tce_table<Config>;
+  auto t = make_table<Config>();
+  const std::uint64_t page = table_type::page_bytes;
+  const ioba at = page_address(t, t.pages() - 3);
+  const snapshot empty = take_snapshot(t);
+  const std::uint64_t list[] = {5 * page | 1, 6 * page | 3, 7 * page | 2};
+  const bool has_lazy_levels = table_geometry<Config>::levels > 1 && table_traits<Config>::levels_on_demand;
+  const status expected = has_lazy_levels ? status::too_hard : status::ok;
+  CHECK(t.map(at, 0, permission::read, allocation::forbidden) == expected);
+  CHECK(t.put(at, page | 1, allocation::forbidden) == expected);
+  CHECK(t.put_list(at, list, allocation::forbidden) == expected);
+  CHECK(t.fill(at, 3, page, allocation::forbidden) == expected);
+  CHECK(t.map_range(at, 0, 3, permission::read, allocation::forbidden) == expected);
+  if (has_lazy_levels) {
+    CHECK(take_snapshot(t) == empty);
+    CHECK(t.xchg(at, page | 1, allocation::forbidden).error() == status::too_hard);
+    // Clearing never needs a level.
+    CHECK(t.fill(at, 3, 0, allocation::forbidden) == status::ok);
+    CHECK(t.put(at, 0, allocation::forbidden) == status::ok);
+    CHECK(take_snapshot(t) == empty);
+    // Once the slow path made the levels, the fast path finishes.
+    REQUIRE(t.put_list(at, list) == status::ok);
+    CHECK(t.put_list(at, list, allocation::forbidden) == status::ok);
+    CHECK(*t.get(at + page) == table_type::format::normalize(6 * page | 3));
+  } else {
+    CHECK(t.translate(at + page)->target == page); // the last call, map_range, won
+  }
+}
+
+TEST_CASE_TEMPLATE("put_list applies every value or none", Config, IOPT_TEST_CONFIGS) {
+  using table_type = tce_table<Config>;
+  auto t = make_table<Config>();
+  const std::uint64_t page = table_type::page_bytes;
+  const ioba at = page_address(t, 1);
+  std::vector<std::uint64_t> list;
+  for (std::uint64_t i = 0; i < 40; ++i)
+    list.push_back((100 + i) * page | 1);
+  const snapshot before = take_snapshot(t);
+  list[37] |= 0x4; // one bad entry near the end
+  CHECK(t.put_list(at, list) == status::not_aligned);
+  CHECK(take_snapshot(t) == before);
+  list[37] &= ~std::uint64_t{0x4};
+  CHECK(t.put_list(page_address(t, t.pages() - 39), list) == status::out_of_window);
+  CHECK(t.put_list(at, std::span<const std::uint64_t>{}) == status::invalid_parameter);
+  CHECK(take_snapshot(t) == before);
+  REQUIRE(t.put_list(at, list) == status::ok);
+  const auto runs = take_snapshot(t).runs;
+  REQUIRE(runs.size() == 1);
+  CHECK(runs[0] == mapped_run{at, 100 * page, 40, permission::read});
+}
+
+TEST_CASE_TEMPLATE("fill writes one value; zero is a clear", Config, IOPT_TEST_CONFIGS) {
+  using table_type = tce_table<Config>;
+  auto t = make_table<Config>();
+  const std::uint64_t page = table_type::page_bytes;
+  REQUIRE(t.map_range(page_address(t, 0), 0, 20, permission::read) == status::ok);
+  REQUIRE(t.fill(page_address(t, 5), 10, 0) == status::ok);
+  CHECK(take_snapshot(t).runs.size() == 2);
+  REQUIRE(t.fill(page_address(t, 5), 3, 9 * page | 1) == status::ok); // one target, three pages
+  CHECK(t.translate(page_address(t, 7))->target == 9 * page);
+  CHECK(t.fill(page_address(t, 5), 3, 9 * page | 0x10) == status::not_aligned);
+  CHECK(t.fill(page_address(t, 5), 0, 0) == status::invalid_parameter);
+  CHECK(t.fill(page_address(t, t.pages() - 1), 2, 0) == status::out_of_window);
+}

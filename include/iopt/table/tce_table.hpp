@@ -32,6 +32,7 @@
 #include <cstdint>
 #include <cstring>
 #include <optional>
+#include <span>
 #include <type_traits>
 #include <utility>
 
@@ -47,6 +48,11 @@
 #include <iopt/table/walk.hpp>
 
 namespace iopt {
+
+// Whether an operation may allocate levels. A hypervisor's fast path may not
+// (it must neither sleep nor allocate): where a level is missing it gets
+// status::too_hard, with nothing changed, and retries on the slow path.
+enum class allocation : std::uint8_t { allowed, forbidden };
 
 // Where one IOBA leads.
 struct translation {
@@ -151,14 +157,15 @@ public:
   // ---- single entries ------------------------------------------------------
 
   // Maps one page. An existing entry is replaced.
-  status map(ioba a, std::uint64_t target, permission perm) noexcept {
+  status map(ioba a, std::uint64_t target, permission perm,
+             allocation may = allocation::allowed) noexcept {
     std::uint64_t page = 0;
     if (const status s = check_ioba(a, page); IOPT_UNLIKELY(s != status::ok))
       return s;
     const std::uint64_t value = format::make(target, perm);
     if (const status s = check_mapping(target, perm, value); IOPT_UNLIKELY(s != status::ok))
       return s;
-    return store(page, value);
+    return store(page, value, may);
   }
 
   // Removes the mapping of one page: not_found when there was none.
@@ -184,7 +191,7 @@ public:
 
   // Writes a raw TCE value (normalized by the format). Writing 0 where the
   // level does not exist allocates nothing.
-  status put(ioba a, std::uint64_t tce) noexcept {
+  status put(ioba a, std::uint64_t tce, allocation may = allocation::allowed) noexcept {
     std::uint64_t page = 0;
     if (const status s = check_value(a, tce, page); IOPT_UNLIKELY(s != status::ok))
       return s;
@@ -195,11 +202,11 @@ public:
         detail::store_entry(*e, 0);
       return status::ok;
     }
-    return store(page, value);
+    return store(page, value, may);
   }
 
   // Atomically replaces one entry and returns the value it held.
-  result<std::uint64_t> xchg(ioba a, std::uint64_t tce) noexcept {
+  result<std::uint64_t> xchg(ioba a, std::uint64_t tce, allocation may = allocation::allowed) noexcept {
     std::uint64_t page = 0;
     if (const status s = check_value(a, tce, page); IOPT_UNLIKELY(s != status::ok))
       return s;
@@ -208,7 +215,7 @@ public:
     if (e == nullptr) {
       if (value == 0)
         return std::uint64_t{0};
-      if (const status s = ensure_levels(page, page); s != status::ok)
+      if (const status s = ensure_levels(page, page, may); s != status::ok)
         return s;
       e = walker::template leaf_entry<top>(top_, page);
     }
@@ -234,7 +241,8 @@ public:
 
   // Maps `pages` consecutive pages from `first` to consecutive targets from
   // `target`, replacing what was there. Walks down once per leaf block.
-  status map_range(ioba first, std::uint64_t target, std::uint64_t pages, permission perm) noexcept {
+  status map_range(ioba first, std::uint64_t target, std::uint64_t pages, permission perm,
+                   allocation may = allocation::allowed) noexcept {
     std::uint64_t first_page = 0;
     if (const status s = check_range(first, pages, first_page); IOPT_UNLIKELY(s != status::ok))
       return s;
@@ -246,12 +254,43 @@ public:
     const std::uint64_t last_target = target + ((pages - 1) << page_shift);
     if (const status s = format::check(format::make(last_target, perm), page_shift); s != status::ok)
       return s;
-    const std::uint64_t last_page = first_page + (pages - 1);
-    if (const status s = ensure_levels(first_page, last_page); s != status::ok)
+    return write_sequence(first_page, pages, value, page_bytes, may);
+  }
+
+  // Writes the raw TCE values `tces` to consecutive pages from `first`. Every
+  // value is checked before any is written, and every level is allocated
+  // before any is written: the call applies all of them or none.
+  status put_list(ioba first, std::span<const std::uint64_t> tces,
+                  allocation may = allocation::allowed) noexcept {
+    std::uint64_t first_page = 0;
+    if (const status s = check_range(first, tces.size(), first_page); IOPT_UNLIKELY(s != status::ok))
       return s;
-    run_writer writer{value};
+    for (const std::uint64_t tce : tces)
+      if (const status s = format::check(tce, page_shift); IOPT_UNLIKELY(s != status::ok))
+        return s;
+    const std::uint64_t last_page = first_page + (tces.size() - 1);
+    if (const status s = ensure_levels(first_page, last_page, may); s != status::ok)
+      return s;
+    list_writer writer{tces.data()};
     walker::template walk<top>(top_, first_page, last_page, writer);
     return status::ok;
+  }
+
+  // Writes one raw TCE value into `pages` entries from `first`. A value that
+  // normalizes to 0 is a clear and allocates nothing.
+  status fill(ioba first, std::uint64_t pages, std::uint64_t tce,
+              allocation may = allocation::allowed) noexcept {
+    std::uint64_t first_page = 0;
+    if (const status s = check_range(first, pages, first_page); IOPT_UNLIKELY(s != status::ok))
+      return s;
+    if (const status s = format::check(tce, page_shift); IOPT_UNLIKELY(s != status::ok))
+      return s;
+    const std::uint64_t value = format::normalize(tce);
+    if (value == 0) {
+      clear_pages(first_page, pages);
+      return status::ok;
+    }
+    return write_sequence(first_page, pages, value, 0, may);
   }
 
   // Empties `pages` entries from `first`. Never allocates; with the
@@ -260,8 +299,7 @@ public:
     std::uint64_t first_page = 0;
     if (const status s = check_range(first, pages, first_page); IOPT_UNLIKELY(s != status::ok))
       return s;
-    clearer c{this};
-    walker::template walk<top>(top_, first_page, first_page + (pages - 1), c);
+    clear_pages(first_page, pages);
     return status::ok;
   }
 
@@ -338,15 +376,31 @@ private:
 
   // ---- writing one entry ---------------------------------------------------
 
-  IOPT_ALWAYS_INLINE status store(std::uint64_t page, std::uint64_t value) noexcept {
+  IOPT_ALWAYS_INLINE status store(std::uint64_t page, std::uint64_t value, allocation may) noexcept {
     std::uint64_t* e = walker::template leaf_entry<top>(top_, page);
     if (IOPT_UNLIKELY(e == nullptr)) {
-      if (const status s = ensure_levels(page, page); s != status::ok)
+      if (const status s = ensure_levels(page, page, may); s != status::ok)
         return s;
       e = walker::template leaf_entry<top>(top_, page);
     }
     detail::store_entry(*e, format::to_memory(value));
     return status::ok;
+  }
+
+  // Pages [first, first + pages) get value, value + step, value + 2 step, ...
+  status write_sequence(std::uint64_t first, std::uint64_t pages, std::uint64_t value,
+                        std::uint64_t step, allocation may) noexcept {
+    const std::uint64_t last = first + (pages - 1);
+    if (const status s = ensure_levels(first, last, may); s != status::ok)
+      return s;
+    sequence_writer writer{value, step};
+    walker::template walk<top>(top_, first, last, writer);
+    return status::ok;
+  }
+
+  void clear_pages(std::uint64_t first, std::uint64_t pages) noexcept {
+    clearer c{this};
+    walker::template walk<top>(top_, first, first + (pages - 1), c);
   }
 
   // ---- level blocks --------------------------------------------------------
@@ -428,8 +482,10 @@ private:
   };
 
   // Makes every level below [first, last] exist. The common case (all there)
-  // is one read-only walk; the rest is out of line.
-  status ensure_levels(std::uint64_t first, std::uint64_t last) noexcept {
+  // is one read-only walk; the rest is out of line. When allocation is
+  // forbidden a missing level is too_hard for the caller.
+  status ensure_levels(std::uint64_t first, std::uint64_t last,
+                       allocation may = allocation::allowed) noexcept {
     if constexpr (levels == 1) {
       return status::ok;
     } else {
@@ -437,6 +493,8 @@ private:
       walker::template walk<top>(top_, first, last, counter);
       if (IOPT_LIKELY(counter.total == 0))
         return status::ok;
+      if (may == allocation::forbidden)
+        return status::too_hard;
       return install_levels(first, last, counter);
     }
   }
@@ -469,8 +527,10 @@ private:
 
   // ---- range visitors ------------------------------------------------------
 
-  struct run_writer {
+  // Writes value, value + step, ... (step is a page for a mapping, 0 for a fill).
+  struct sequence_writer {
     std::uint64_t value; // the TCE value of the next page
+    std::uint64_t step;
 
     IOPT_ALWAYS_INLINE bool leaf(std::uint64_t* block, std::size_t lo, std::size_t hi,
                                  std::uint64_t) noexcept {
@@ -478,15 +538,32 @@ private:
       // additions, set the pace. Each entry is still one atomic store.
       std::uint64_t v = value;
       std::size_t i = lo;
-      for (; i + 3 <= hi; i += 4, v += 4 * page_bytes) {
+      for (; i + 3 <= hi; i += 4, v += 4 * step) {
         detail::store_entry(block[i], format::to_memory(v));
-        detail::store_entry(block[i + 1], format::to_memory(v + page_bytes));
-        detail::store_entry(block[i + 2], format::to_memory(v + 2 * page_bytes));
-        detail::store_entry(block[i + 3], format::to_memory(v + 3 * page_bytes));
+        detail::store_entry(block[i + 1], format::to_memory(v + step));
+        detail::store_entry(block[i + 2], format::to_memory(v + 2 * step));
+        detail::store_entry(block[i + 3], format::to_memory(v + 3 * step));
       }
-      for (; i <= hi; ++i, v += page_bytes)
+      for (; i <= hi; ++i, v += step)
         detail::store_entry(block[i], format::to_memory(v));
       value = v;
+      return true;
+    }
+    template <unsigned Level>
+    detail::on_missing missing(std::uint64_t&, std::uint64_t, std::uint64_t) noexcept {
+      IOPT_ASSERT(false && "levels were ensured before writing");
+      return detail::on_missing::stop;
+    }
+  };
+
+  // Writes normalized values from a list that was checked beforehand.
+  struct list_writer {
+    const std::uint64_t* next;
+
+    IOPT_ALWAYS_INLINE bool leaf(std::uint64_t* block, std::size_t lo, std::size_t hi,
+                                 std::uint64_t) noexcept {
+      for (std::size_t i = lo; i <= hi; ++i)
+        detail::store_entry(block[i], format::to_memory(format::normalize(*next++)));
       return true;
     }
     template <unsigned Level>
