@@ -578,7 +578,14 @@ private:
 
     IOPT_ALWAYS_INLINE bool leaf(std::uint64_t* block, std::size_t lo, std::size_t hi,
                                  std::uint64_t) noexcept {
-      for (std::size_t i = lo; i <= hi; ++i)
+      std::size_t i = lo;
+      for (; i + 3 <= hi; i += 4) {
+        detail::store_entry(block[i], 0);
+        detail::store_entry(block[i + 1], 0);
+        detail::store_entry(block[i + 2], 0);
+        detail::store_entry(block[i + 3], 0);
+      }
+      for (; i <= hi; ++i)
         detail::store_entry(block[i], 0);
       return true;
     }
@@ -624,32 +631,72 @@ private:
     }
 
     IOPT_ALWAYS_INLINE bool leaf(std::uint64_t* block, std::size_t lo, std::size_t hi, std::uint64_t first) {
-      for (std::size_t i = lo; i <= hi; ++i) {
-        const std::uint64_t raw = detail::load_entry(block[i]);
-        if (raw == 0) {
-          if (active && !emit())
-            return false;
-          continue;
-        }
-        const std::uint64_t value = format::from_memory(raw);
+      std::size_t i = lo;
+      while (i <= hi) {
         if (active) {
-          if (value == expected) {
-            ++run.pages;
-            expected = successor(value);
-            continue;
-          }
+          i = extend(block, i, hi);
+          if (i > hi)
+            return true; // the run may go on in the next block
           if (!emit())
             return false;
         }
-        if (!format::is_present(value))
-          continue;
-        run = mapped_run{ioba{table->offset_ + ((first + (i - lo)) << page_shift)},
-                         format::target(value, page_shift), 1, format::permissions(value)};
-        expected = successor(value);
-        active = true;
+        i = skip_empty(block, i, hi);
+        if (i > hi)
+          return true;
+        const std::uint64_t value = format::from_memory(detail::load_entry(block[i]));
+        if (format::is_present(value)) {
+          run = mapped_run{ioba{table->offset_ + ((first + (i - lo)) << page_shift)},
+                           format::target(value, page_shift), 1, format::permissions(value)};
+          expected = successor(value);
+          active = true;
+        }
+        ++i;
       }
       return true;
     }
+
+    // Extends the active run over entries i.. that continue it; returns the
+    // first entry that does not. Compares entries in memory form, four at a
+    // time while the run cannot reach the top of the address space.
+    IOPT_ALWAYS_INLINE std::size_t extend(const std::uint64_t* block, std::size_t i, std::size_t hi) {
+      std::uint64_t e = expected;
+      if (e != 0) {
+        // Pages that exist above e's target: a quad is taken only while the
+        // next expected value cannot wrap past 2^64.
+        std::uint64_t room = (UINT64_MAX - format::target(e, page_shift)) >> page_shift;
+        while (i + 3 <= hi && room >= 4) {
+          const std::uint64_t diff =
+              (detail::load_entry(block[i]) ^ format::to_memory(e)) |
+              (detail::load_entry(block[i + 1]) ^ format::to_memory(e + page_bytes)) |
+              (detail::load_entry(block[i + 2]) ^ format::to_memory(e + 2 * page_bytes)) |
+              (detail::load_entry(block[i + 3]) ^ format::to_memory(e + 3 * page_bytes));
+          if (diff != 0)
+            break;
+          i += 4;
+          e += 4 * page_bytes;
+          run.pages += 4;
+          room -= 4;
+        }
+      }
+      while (i <= hi && e != 0 && detail::load_entry(block[i]) == format::to_memory(e)) {
+        ++run.pages;
+        e = successor(e);
+        ++i;
+      }
+      expected = e;
+      return i;
+    }
+
+    static IOPT_ALWAYS_INLINE std::size_t skip_empty(const std::uint64_t* block, std::size_t i,
+                                                     std::size_t hi) noexcept {
+      while (i + 3 <= hi && (detail::load_entry(block[i]) | detail::load_entry(block[i + 1]) |
+                             detail::load_entry(block[i + 2]) | detail::load_entry(block[i + 3])) == 0)
+        i += 4;
+      while (i <= hi && detail::load_entry(block[i]) == 0)
+        ++i;
+      return i;
+    }
+
     template <unsigned Level>
     detail::on_missing missing(std::uint64_t&, std::uint64_t, std::uint64_t) {
       if (active && !emit())

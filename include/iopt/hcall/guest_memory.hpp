@@ -1,0 +1,116 @@
+// iopt — IOMMU page-table algorithms for the POWER sPAPR IOMMU.
+// SPDX-License-Identifier: MIT
+//
+// The guest-memory accessor policy: how the hypercall front end reads guest
+// memory (the TCE list of H_PUT_TCE_INDIRECT) and learns whether a guest
+// physical address is RAM the guest may hand to a device.
+//
+// A hypervisor answers TCE hypercalls first on a fast path that must neither
+// sleep nor fault (in KVM, real mode) and falls back to a slow path that may.
+// The accessor is told which path it serves: on the fast path a read it
+// cannot do without faulting returns status::too_hard and the front end
+// retries the whole call on the slow path.
+//
+// Requirements on an accessor M:
+//   status m.read(gpa from, std::span<std::byte> to, hcall_path path) noexcept
+//       ok; fault when the guest has no memory there; too_hard on the fast
+//       path when reading would have to fault pages in.
+//   bool m.is_ram(gpa first, std::uint64_t bytes) const noexcept
+//       whether the whole range is guest RAM.
+#pragma once
+
+#include <algorithm>
+#include <bit>
+#include <concepts>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <set>
+#include <span>
+#include <vector>
+
+#include <iopt/addr/address.hpp>
+#include <iopt/addr/range.hpp>
+#include <iopt/status.hpp>
+
+namespace iopt {
+
+enum class hcall_path : std::uint8_t {
+  fast, // must not allocate, sleep or fault: whatever it cannot finish is too_hard
+  slow, // may do all of that
+};
+
+template <class M>
+concept guest_memory = requires(M& m, const M& cm, gpa addr, std::span<std::byte> out,
+                                hcall_path path, std::uint64_t bytes) {
+  { m.read(addr, out, path) } noexcept -> std::same_as<status>;
+  { cm.is_ram(addr, bytes) } noexcept -> std::same_as<bool>;
+};
+
+// The documented example: guest RAM held in one host buffer at a guest
+// physical base, with pages that can be made to fault or to need the slow
+// path. Host tests and benchmarks hand it to the front end.
+class buffer_guest_memory {
+public:
+  static constexpr unsigned page_shift = 12;
+
+  buffer_guest_memory(gpa base, std::size_t bytes)
+      : ram_(*gpa_range::make(base, bytes)), bytes_(bytes) {}
+
+  status read(gpa from, std::span<std::byte> to, hcall_path path) const noexcept {
+    const auto wanted = gpa_range::make(from, to.size());
+    if (!wanted || !ram_.contains(*wanted))
+      return status::fault;
+    if (to.empty())
+      return status::ok;
+    const std::uint64_t first_page = from.value() >> page_shift;
+    const std::uint64_t last_page = wanted->last().value() >> page_shift;
+    for (std::uint64_t p = first_page; p <= last_page; ++p) {
+      if (faulting_.count(p) != 0)
+        return status::fault;
+      if (path == hcall_path::fast && slow_only_.count(p) != 0)
+        return status::too_hard;
+    }
+    std::memcpy(to.data(), bytes_.data() + ram_.offset_of(from), to.size());
+    return status::ok;
+  }
+
+  bool is_ram(gpa first, std::uint64_t bytes) const noexcept {
+    const auto r = gpa_range::make(first, bytes);
+    return r && ram_.contains(*r);
+  }
+
+  // ---- for tests ----
+  void write(gpa to, std::span<const std::byte> data) {
+    std::memcpy(bytes_.data() + ram_.offset_of(to), data.data(), data.size());
+  }
+  // PAPR's TCE lists are big-endian 64-bit values.
+  void write_tce_list(gpa to, std::span<const std::uint64_t> tces) {
+    for (std::size_t i = 0; i < tces.size(); ++i) {
+      const std::uint64_t be = to_big_endian(tces[i]);
+      write(to + i * 8, std::as_bytes(std::span(&be, 1)));
+    }
+  }
+  // Reads of this 4 KiB page fail (fault) on both paths.
+  void make_faulting(gpa page) { faulting_.insert(page.value() >> page_shift); }
+  // Reads of this 4 KiB page are too hard on the fast path.
+  void make_slow_only(gpa page) { slow_only_.insert(page.value() >> page_shift); }
+  [[nodiscard]] const gpa_range& ram() const noexcept { return ram_; }
+
+  static constexpr std::uint64_t to_big_endian(std::uint64_t v) noexcept {
+    if constexpr (std::endian::native == std::endian::big)
+      return v;
+    else
+      return __builtin_bswap64(v);
+  }
+
+private:
+  gpa_range ram_;
+  std::vector<std::byte> bytes_;
+  std::set<std::uint64_t> faulting_;
+  std::set<std::uint64_t> slow_only_;
+};
+
+static_assert(guest_memory<buffer_guest_memory>);
+
+} // namespace iopt

@@ -1,0 +1,214 @@
+// iopt — IOMMU page-table algorithms for the POWER sPAPR IOMMU.
+// SPDX-License-Identifier: MIT
+//
+// The guest hypercall front end: H_PUT_TCE, H_PUT_TCE_INDIRECT and
+// H_STUFF_TCE, answered against the guest-visible windows of one guest.
+//
+// A guest names a window by its LIOBN (logical I/O bus number). The front end
+// keeps a small routing table from LIOBN to window; windows of different
+// configurations (a 4 KiB default window, a 64 KiB huge window) live side by
+// side.
+//
+// Every call validates all of its input before it writes anything, and
+// writes all of it or nothing:
+//   - every page of a multi-page request lies inside the window (the kernel
+//     checks only the first);
+//   - H_PUT_TCE_INDIRECT reads and checks all TCEs of the list before it
+//     writes any (the kernel and QEMU can leave part of a list applied);
+//   - a TCE that maps memory must point at guest RAM.
+// On the fast path nothing allocates and nothing faults: a missing table
+// level or a list page that would have to be faulted in gives too_hard with
+// nothing changed, and the same call on the slow path then completes it.
+//
+// Outcomes are status values; to_hcall (status.hpp) gives the PAPR return
+// code: H_SUCCESS, H_PARAMETER, H_TOO_HARD or H_HARDWARE. An unknown LIOBN is
+// status::not_found (H_PARAMETER). Unlike the kernel, a request for zero pages
+// is refused as invalid_parameter rather than silently succeeding.
+//
+// A TCE without read or write permission is stored as the guest wrote it (so
+// the guest reads back its own value) and maps nothing.
+#pragma once
+
+#include <algorithm>
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <variant>
+#include <vector>
+
+#include <iopt/addr/address.hpp>
+#include <iopt/hcall/change_sink.hpp>
+#include <iopt/hcall/guest_memory.hpp>
+#include <iopt/status.hpp>
+#include <iopt/table/tce_table.hpp>
+
+namespace iopt {
+
+// PAPR limits: one indirect list holds at most 512 TCEs in one 4 KiB page.
+inline constexpr std::uint64_t max_indirect_tces = 512;
+inline constexpr std::uint64_t indirect_list_alignment = 4096;
+
+struct hcall_options {
+  // PAPR says H_STUFF_TCE clears: by default a value with read or write
+  // permission is a parameter error. QEMU accepts any value; set this to
+  // behave the same.
+  bool stuff_accepts_mappings = false;
+};
+
+template <guest_memory Memory, tce_change_sink Sink, class... Configs>
+class tce_hcalls {
+  static_assert(sizeof...(Configs) >= 1, "tce_hcalls: name at least one window configuration");
+
+public:
+  explicit tce_hcalls(Memory& memory, Sink sink = {}, hcall_options options = {}) noexcept
+      : memory_(&memory), sink_(std::move(sink)), options_(options) {}
+
+  // ---- routing (not concurrent with the calls below) ----------------------
+
+  template <class Config>
+  status attach(std::uint64_t liobn, tce_table<Config>& window) {
+    if (find(liobn) != nullptr)
+      return status::exists;
+    routes_.push_back(route{liobn, &window});
+    return status::ok;
+  }
+  status detach(std::uint64_t liobn) noexcept {
+    const auto it = std::find_if(routes_.begin(), routes_.end(),
+                                 [liobn](const route& r) { return r.liobn == liobn; });
+    if (it == routes_.end())
+      return status::not_found;
+    routes_.erase(it);
+    return status::ok;
+  }
+
+  [[nodiscard]] Sink& sink() noexcept { return sink_; }
+  [[nodiscard]] const hcall_options& options() const noexcept { return options_; }
+
+  // ---- the hypercalls ------------------------------------------------------
+
+  // H_PUT_TCE: one entry. A TCE without permissions unmaps.
+  status put_tce(std::uint64_t liobn, std::uint64_t ioba_value, std::uint64_t tce,
+                 hcall_path path) noexcept {
+    const route* r = find(liobn);
+    if (IOPT_UNLIKELY(r == nullptr))
+      return status::not_found;
+    return std::visit(
+        [&](auto* window) {
+          const status checked = check_target(*window, tce);
+          if (IOPT_UNLIKELY(checked != status::ok))
+            return checked;
+          const status s = window->put(ioba{ioba_value}, tce, allocation_for(path));
+          if (s == status::ok)
+            sink_.tces_changed(liobn, ioba{ioba_value}, 1);
+          return s;
+        },
+        r->window);
+  }
+
+  // H_PUT_TCE_INDIRECT: npages (1..512) TCEs read from a 4 KiB-aligned list
+  // in guest memory, written to consecutive entries from ioba.
+  status put_tce_indirect(std::uint64_t liobn, std::uint64_t ioba_value, std::uint64_t list,
+                          std::uint64_t npages, hcall_path path) noexcept {
+    const route* r = find(liobn);
+    if (IOPT_UNLIKELY(r == nullptr))
+      return status::not_found;
+    if (npages == 0 || npages > max_indirect_tces)
+      return status::invalid_parameter;
+    if ((list & (indirect_list_alignment - 1)) != 0)
+      return status::not_aligned;
+    return std::visit(
+        [&](auto* window) {
+          // The whole range first: every page, not only the first.
+          if (const status s = check_range(*window, ioba{ioba_value}, npages); s != status::ok)
+            return s;
+          std::array<std::uint64_t, max_indirect_tces> tces;
+          const std::span<std::uint64_t> wanted(tces.data(), npages);
+          if (const status s = memory_->read(gpa{list}, std::as_writable_bytes(wanted), path);
+              s != status::ok)
+            return s;
+          for (std::uint64_t& tce : wanted) {
+            tce = buffer_guest_memory::to_big_endian(tce); // PAPR lists are big-endian
+            if (const status s = check_target(*window, tce); s != status::ok)
+              return s;
+          }
+          const status s = window->put_list(ioba{ioba_value}, wanted, allocation_for(path));
+          if (s == status::ok)
+            sink_.tces_changed(liobn, ioba{ioba_value}, npages);
+          return s;
+        },
+        r->window);
+  }
+
+  // H_STUFF_TCE: one value into npages consecutive entries.
+  status stuff_tce(std::uint64_t liobn, std::uint64_t ioba_value, std::uint64_t value,
+                   std::uint64_t npages, hcall_path path) noexcept {
+    const route* r = find(liobn);
+    if (IOPT_UNLIKELY(r == nullptr))
+      return status::not_found;
+    return std::visit(
+        [&](auto* window) {
+          using format = typename std::remove_pointer_t<decltype(window)>::format;
+          if (format::is_present(value) && !options_.stuff_accepts_mappings)
+            return status::invalid_parameter; // PAPR: stuff clears
+          if (const status s = check_target(*window, value); s != status::ok)
+            return s;
+          const status s = window->fill(ioba{ioba_value}, npages, value, allocation_for(path));
+          if (s == status::ok)
+            sink_.tces_changed(liobn, ioba{ioba_value}, npages);
+          return s;
+        },
+        r->window);
+  }
+
+private:
+  using window_ref = std::variant<tce_table<Configs>*...>;
+  struct route {
+    std::uint64_t liobn;
+    window_ref window;
+  };
+
+  static constexpr allocation allocation_for(hcall_path path) noexcept {
+    return path == hcall_path::fast ? allocation::forbidden : allocation::allowed;
+  }
+
+  const route* find(std::uint64_t liobn) const noexcept {
+    for (const route& r : routes_)
+      if (r.liobn == liobn)
+        return &r;
+    return nullptr;
+  }
+
+  template <class Table>
+  static status check_range(const Table& window, ioba first, std::uint64_t pages) noexcept {
+    const ioba_range w = window.window();
+    if (!w.contains(first))
+      return status::out_of_window;
+    if (!is_aligned(first, Table::page_shift))
+      return status::not_aligned;
+    if (pages > window.pages() - window.page_index(first))
+      return status::out_of_window;
+    return status::ok;
+  }
+
+  // A TCE the window's format accepts and, if it maps anything, pointing at
+  // guest RAM.
+  template <class Table>
+  status check_target(const Table& window, std::uint64_t tce) const noexcept {
+    (void)window;
+    using format = typename Table::format;
+    if (const status s = format::check(tce, Table::page_shift); IOPT_UNLIKELY(s != status::ok))
+      return s;
+    if (format::is_present(tce) &&
+        !memory_->is_ram(gpa{format::target(tce, Table::page_shift)}, Table::page_bytes))
+      return status::not_permitted;
+    return status::ok;
+  }
+
+  Memory* memory_;
+  [[no_unique_address]] Sink sink_;
+  hcall_options options_;
+  std::vector<route> routes_;
+};
+
+} // namespace iopt
