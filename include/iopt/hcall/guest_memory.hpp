@@ -76,8 +76,9 @@ public:
   }
 
   bool is_ram(gpa first, std::uint64_t bytes) const noexcept {
-    const auto r = gpa_range::make(first, bytes);
-    return r && ram_.contains(*r);
+    // Written so that nothing wraps: offset and size both within the RAM.
+    const std::uint64_t offset = first.value() - ram_.first().value();
+    return first >= ram_.first() && offset < ram_.size() && bytes <= ram_.size() - offset;
   }
 
   // ---- for tests ----

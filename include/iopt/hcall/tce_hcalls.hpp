@@ -10,7 +10,8 @@
 // side.
 //
 // Every call validates all of its input before it writes anything, and
-// writes all of it or nothing:
+// writes all of it or nothing. The bus range is checked first, then the
+// values, as the kernel does:
 //   - every page of a multi-page request lies inside the window (the kernel
 //     checks only the first);
 //   - H_PUT_TCE_INDIRECT reads and checks all TCEs of the list before it
@@ -95,9 +96,10 @@ public:
       return status::not_found;
     return std::visit(
         [&](auto* window) {
-          const status checked = check_target(*window, tce);
-          if (IOPT_UNLIKELY(checked != status::ok))
-            return checked;
+          if (const status s = check_range(*window, ioba{ioba_value}, 1); IOPT_UNLIKELY(s != status::ok))
+            return s;
+          if (const status s = check_target(*window, tce); IOPT_UNLIKELY(s != status::ok))
+            return s;
           const status s = window->put(ioba{ioba_value}, tce, allocation_for(path));
           if (s == status::ok)
             sink_.tces_changed(liobn, ioba{ioba_value}, 1);
@@ -122,17 +124,20 @@ public:
           // The whole range first: every page, not only the first.
           if (const status s = check_range(*window, ioba{ioba_value}, npages); s != status::ok)
             return s;
+          // A private copy: validating in guest memory and reading it again
+          // to write would let the guest change entries in between.
           std::array<std::uint64_t, max_indirect_tces> tces;
           const std::span<std::uint64_t> wanted(tces.data(), npages);
           if (const status s = memory_->read(gpa{list}, std::as_writable_bytes(wanted), path);
               s != status::ok)
             return s;
-          for (std::uint64_t& tce : wanted) {
+          for (std::uint64_t& tce : wanted)
             tce = buffer_guest_memory::to_big_endian(tce); // PAPR lists are big-endian
-            if (const status s = check_target(*window, tce); s != status::ok)
-              return s;
-          }
-          const status s = window->put_list(ioba{ioba_value}, wanted, allocation_for(path));
+          using table_type = std::remove_pointer_t<decltype(window)>;
+          const status s = window->put_list(ioba{ioba_value}, wanted, allocation_for(path),
+                                            [this](std::uint64_t tce) noexcept {
+                                              return check_ram<table_type>(tce);
+                                            });
           if (s == status::ok)
             sink_.tces_changed(liobn, ioba{ioba_value}, npages);
           return s;
@@ -149,6 +154,10 @@ public:
     return std::visit(
         [&](auto* window) {
           using format = typename std::remove_pointer_t<decltype(window)>::format;
+          if (npages == 0)
+            return status::invalid_parameter;
+          if (const status s = check_range(*window, ioba{ioba_value}, npages); s != status::ok)
+            return s;
           if (format::is_present(value) && !options_.stuff_accepts_mappings)
             return status::invalid_parameter; // PAPR: stuff clears
           if (const status s = check_target(*window, value); s != status::ok)
@@ -194,11 +203,14 @@ private:
   // A TCE the window's format accepts and, if it maps anything, pointing at
   // guest RAM.
   template <class Table>
-  status check_target(const Table& window, std::uint64_t tce) const noexcept {
-    (void)window;
-    using format = typename Table::format;
-    if (const status s = format::check(tce, Table::page_shift); IOPT_UNLIKELY(s != status::ok))
+  status check_target(const Table&, std::uint64_t tce) const noexcept {
+    if (const status s = Table::format::check(tce, Table::page_shift); IOPT_UNLIKELY(s != status::ok))
       return s;
+    return check_ram<Table>(tce);
+  }
+  template <class Table>
+  status check_ram(std::uint64_t tce) const noexcept {
+    using format = typename Table::format;
     if (format::is_present(tce) &&
         !memory_->is_ram(gpa{format::target(tce, Table::page_shift)}, Table::page_bytes))
       return status::not_permitted;

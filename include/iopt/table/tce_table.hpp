@@ -262,12 +262,23 @@ public:
   // before any is written: the call applies all of them or none.
   status put_list(ioba first, std::span<const std::uint64_t> tces,
                   allocation may = allocation::allowed) noexcept {
+    return put_list(first, tces, may, [](std::uint64_t) noexcept { return status::ok; });
+  }
+  // The same with a check of the caller's own (for instance, that a target is
+  // guest RAM), applied to each value right after the format's check, in the
+  // same pass, so a list is read once to validate and once to write.
+  template <class Check>
+  status put_list(ioba first, std::span<const std::uint64_t> tces, allocation may,
+                  Check&& check) noexcept {
     std::uint64_t first_page = 0;
     if (const status s = check_range(first, tces.size(), first_page); IOPT_UNLIKELY(s != status::ok))
       return s;
-    for (const std::uint64_t tce : tces)
+    for (const std::uint64_t tce : tces) {
       if (const status s = format::check(tce, page_shift); IOPT_UNLIKELY(s != status::ok))
         return s;
+      if (const status s = check(tce); IOPT_UNLIKELY(s != status::ok))
+        return s;
+    }
     const std::uint64_t last_page = first_page + (tces.size() - 1);
     if (const status s = ensure_levels(first_page, last_page, may); s != status::ok)
       return s;

@@ -1,0 +1,34 @@
+#include <iopt/hcall/guest_memory.hpp>
+
+#include <doctest/doctest.h>
+
+#include <array>
+
+using namespace iopt;
+
+struct no_ram_check {
+  status read(gpa, std::span<std::byte>, hcall_path) noexcept { return status::ok; }
+};
+static_assert(!guest_memory<no_ram_check>);
+
+TEST_CASE("the buffer-backed guest memory reads, faults and defers like a guest's") {
+  buffer_guest_memory m(gpa{0x10000}, 0x4000);
+  CHECK(m.is_ram(gpa{0x10000}, 0x4000));
+  CHECK_FALSE(m.is_ram(gpa{0x10000}, 0x4001));
+  CHECK_FALSE(m.is_ram(gpa{0xf000}, 0x1000));
+  CHECK_FALSE(m.is_ram(gpa{UINT64_MAX}, 2)); // would wrap
+
+  const std::uint64_t tces[] = {0x1122'3344'5566'7788, 3};
+  m.write_tce_list(gpa{0x11000}, tces);
+  std::array<std::uint64_t, 2> back{};
+  REQUIRE(m.read(gpa{0x11000}, std::as_writable_bytes(std::span(back)), hcall_path::fast) == status::ok);
+  CHECK(buffer_guest_memory::to_big_endian(back[0]) == tces[0]); // stored big-endian, as PAPR says
+  CHECK(buffer_guest_memory::to_big_endian(back[1]) == 3);
+
+  CHECK(m.read(gpa{0x13ff8}, std::as_writable_bytes(std::span(back)), hcall_path::slow) == status::fault);
+  m.make_slow_only(gpa{0x12000});
+  CHECK(m.read(gpa{0x12000}, std::as_writable_bytes(std::span(back)), hcall_path::fast) == status::too_hard);
+  CHECK(m.read(gpa{0x12000}, std::as_writable_bytes(std::span(back)), hcall_path::slow) == status::ok);
+  m.make_faulting(gpa{0x12000});
+  CHECK(m.read(gpa{0x12000}, std::as_writable_bytes(std::span(back)), hcall_path::slow) == status::fault);
+}
