@@ -1,0 +1,428 @@
+// iopt — IOMMU page-table algorithms for the POWER sPAPR IOMMU.
+// SPDX-License-Identifier: MIT
+//
+// The registry of preregistered memory (sPAPR's "v2" memory model).
+//
+// User memory meant for DMA is registered once: pinned, charged to the
+// accounting policy, and recorded. Map and unmap then only look regions up.
+// Rules:
+//   - register(ua, size): page aligned, not wrapping, not overlapping an
+//     existing region — all checked before any pinning cost is paid; then
+//     charged, then pinned, each step undone if a later one fails.
+//   - unregister(ua, size): the exact (ua, size) of a registration, never a
+//     part of one; refused with busy while any TCE maps the region, leaving
+//     the region registered and usable.
+//   - each region knows the largest IOMMU page it can back: the natural
+//     alignment of its start and size, reduced to the smallest page backing it.
+//
+// Concurrency: register and unregister are serialized by a mutex. lookup,
+// acquire and translate take no lock: the index of regions is a sorted array
+// read under a sequence counter (a reader retries if a writer ran meanwhile).
+// Reads the sequence counter validates are atomic, so this is free of data
+// races in the C++ memory model, not only in practice.
+// Region records are never handed back to the heap while the registry lives,
+// only reused, so a reader holding a stale record never reads freed memory;
+// replaced index arrays are kept until the registry dies (they at most
+// double the live one, since the array grows by doubling).
+//
+// Each region carries a users count: 1 while registered, plus one per mapping
+// (acquire raises it, release lowers it). Unregistering swaps 1 for 0; a
+// region with mappings cannot be swapped, so it is busy.
+#pragma once
+
+#include <algorithm>
+#include <atomic>
+#include <bit>
+#include <cstddef>
+#include <cstdint>
+#include <mutex>
+
+#include <iopt/addr/address.hpp>
+#include <iopt/addr/align.hpp>
+#include <iopt/addr/range.hpp>
+#include <iopt/config.hpp>
+#include <iopt/prereg/accounting.hpp>
+#include <iopt/prereg/backend.hpp>
+#include <iopt/status.hpp>
+#include <iopt/table/allocator.hpp>
+
+namespace iopt {
+
+// One registered region. Fields are atomics because lock-free readers may
+// look at a record while a writer reuses it; they validate what they read.
+class prereg_region {
+public:
+  // Loads are acquire (plain loads on x86) so that a lock-free reader's
+  // closing check of the sequence counter cannot move above them.
+  [[nodiscard]] ua first() const noexcept { return ua{first_.load(std::memory_order_acquire)}; }
+  [[nodiscard]] std::uint64_t size() const noexcept { return size_.load(std::memory_order_acquire); }
+  // The largest IOMMU page (log2) this region can back.
+  [[nodiscard]] unsigned max_page_shift() const noexcept { return shift_.load(std::memory_order_acquire); }
+  // How many mappings use the region now.
+  [[nodiscard]] std::uint64_t mappings() const noexcept {
+    const std::uint64_t u = users_.load(std::memory_order_relaxed);
+    return u == 0 ? 0 : u - 1;
+  }
+  [[nodiscard]] bool contains(ua first, std::uint64_t size) const noexcept {
+    const std::uint64_t base = first_.load(std::memory_order_acquire);
+    const std::uint64_t bytes = size_.load(std::memory_order_acquire);
+    return first.value() >= base && size <= bytes && first.value() - base <= bytes - size;
+  }
+
+private:
+  template <pinning_backend, accounting_policy, level_allocator>
+  friend class prereg_registry;
+
+  // Raises the users count unless it is 0 (free, or being removed).
+  bool try_raise() noexcept {
+    std::uint64_t u = users_.load(std::memory_order_relaxed);
+    do {
+      if (u == 0)
+        return false;
+    } while (!users_.compare_exchange_weak(u, u + 1, std::memory_order_acquire, std::memory_order_relaxed));
+    return true;
+  }
+  void lower() noexcept {
+    [[maybe_unused]] const std::uint64_t before = users_.fetch_sub(1, std::memory_order_release);
+    IOPT_ASSERT(before > 1); // the registration's own reference is never dropped here
+  }
+
+  std::atomic<std::uint64_t> first_{0};
+  std::atomic<std::uint64_t> size_{0};
+  std::atomic<unsigned> shift_{0};
+  std::atomic<std::uint64_t> users_{0};
+  prereg_region* next_free_ = nullptr;
+};
+
+// What lookup reports: a consistent copy of a region's description.
+struct region_info {
+  ua first{};
+  std::uint64_t size = 0;
+  unsigned max_page_shift = 0;
+  friend bool operator==(const region_info&, const region_info&) = default;
+};
+
+template <pinning_backend Backend, accounting_policy Accounting, level_allocator Allocator = heap_allocator>
+class prereg_registry {
+public:
+  prereg_registry(Backend& backend, Accounting& accounting, Allocator alloc = {}) noexcept
+      : backend_(&backend), accounting_(&accounting), alloc_(std::move(alloc)) {}
+  prereg_registry(const prereg_registry&) = delete;
+  prereg_registry& operator=(const prereg_registry&) = delete;
+
+  // Unpins and uncharges whatever is still registered, then frees records.
+  ~prereg_registry() {
+    const std::size_t n = count_.load(std::memory_order_relaxed);
+    entry* index = index_.load(std::memory_order_relaxed);
+    for (std::size_t i = 0; i < n; ++i) {
+      prereg_region* r = index[i].region;
+      give_back(r->first(), r->size());
+      free_record(r);
+    }
+    while (prereg_region* r = free_records_) {
+      free_records_ = r->next_free_;
+      free_record(r);
+    }
+    free_array(index, capacity_);
+    while (retired_ != nullptr) {
+      retired_array* next = retired_->next;
+      free_array(retired_->array, retired_->capacity);
+      alloc_.deallocate(retired_, sizeof(retired_array), alignof(retired_array));
+      retired_ = next;
+    }
+  }
+
+  // ---- writers ---------------------------------------------------------------
+
+  status register_region(ua first, std::uint64_t size) noexcept {
+    const unsigned page_shift = backend_->host_page_shift();
+    if (size == 0)
+      return status::invalid_parameter;
+    if (!is_aligned(first, page_shift) || !is_aligned(size, page_shift))
+      return status::not_aligned;
+    if (!ua_range::make(first, size))
+      return status::wraps;
+
+    std::lock_guard<std::mutex> lock(writer_);
+    const std::size_t n = count_.load(std::memory_order_relaxed);
+    entry* index = index_.load(std::memory_order_relaxed);
+    const std::size_t at = lower_bound(index, n, first.value());
+    // Overlap with the region before or the one at the insertion point.
+    const std::uint64_t last = first.value() + (size - 1);
+    if ((at < n && index[at].first <= last) || (at > 0 && index[at - 1].last >= first.value()))
+      return status::exists;
+
+    // Every fallible step, cheapest to undo first.
+    prereg_region* record = take_record();
+    if (record == nullptr)
+      return status::no_memory;
+    if (!reserve_slot(n)) {
+      put_record(record);
+      return status::no_memory;
+    }
+    if (const status s = accounting_->charge(size); s != status::ok) {
+      put_record(record);
+      return s;
+    }
+    if (const status s = backend_->pin(first, size); s != status::ok) {
+      accounting_->uncharge(size);
+      put_record(record);
+      return s;
+    }
+
+    const auto natural = static_cast<unsigned>(std::countr_zero(first.value() | size));
+    const unsigned backing = backend_->backing_page_shift(first, size);
+    record->first_.store(first.value(), std::memory_order_release);
+    record->size_.store(size, std::memory_order_release);
+    record->shift_.store(std::min(natural, backing), std::memory_order_release);
+    record->users_.store(1, std::memory_order_release);
+
+    begin_write();
+    index = index_.load(std::memory_order_relaxed);
+    for (std::size_t i = n; i > at; --i)
+      store(index[i], load(index[i - 1]));
+    store(index[at], entry{first.value(), last, record});
+    count_.store(n + 1, std::memory_order_release);
+    end_write();
+    return status::ok;
+  }
+
+  status unregister_region(ua first, std::uint64_t size) noexcept {
+    std::lock_guard<std::mutex> lock(writer_);
+    const std::size_t n = count_.load(std::memory_order_relaxed);
+    entry* index = index_.load(std::memory_order_relaxed);
+    const std::size_t at = lower_bound(index, n, first.value());
+    if (at == n || index[at].first != first.value() || index[at].region->size() != size)
+      return status::not_found; // only an exact registration can be undone
+    prereg_region* record = index[at].region;
+    std::uint64_t registered_only = 1;
+    if (!record->users_.compare_exchange_strong(registered_only, 0, std::memory_order_acq_rel))
+      return status::busy; // TCEs still map it; it stays registered and usable
+
+    begin_write();
+    for (std::size_t i = at; i + 1 < n; ++i)
+      store(index[i], load(index[i + 1]));
+    count_.store(n - 1, std::memory_order_release);
+    record->size_.store(0, std::memory_order_release);
+    end_write();
+
+    give_back(first, size);
+    put_record(record);
+    if (last_hit_.load(std::memory_order_relaxed) == record)
+      last_hit_.store(nullptr, std::memory_order_relaxed);
+    return status::ok;
+  }
+
+  // ---- readers (lock-free) ---------------------------------------------------
+
+  // The region that contains all of [first, first + size), if any.
+  [[nodiscard]] result<region_info> lookup(ua first, std::uint64_t size) const noexcept {
+    for (;;) {
+      const std::uint64_t seq = begin_read();
+      const prereg_region* r = find(first, size);
+      region_info info;
+      if (r != nullptr)
+        info = region_info{r->first(), r->size(), r->max_page_shift()};
+      if (!end_read(seq))
+        continue;
+      if (r == nullptr)
+        return status::not_found;
+      return info;
+    }
+  }
+
+  // Finds the region that contains [first, first + size) and raises its
+  // mapping count, so that it cannot be unregistered until release().
+  // not_found if there is none; busy if it is being unregistered.
+  [[nodiscard]] result<prereg_region*> acquire(ua first, std::uint64_t size) noexcept {
+    for (;;) {
+      const std::uint64_t seq = begin_read();
+      prereg_region* r = find(first, size);
+      if (!end_read(seq))
+        continue;
+      if (r == nullptr)
+        return status::not_found;
+      if (!r->try_raise()) {
+        if (!end_read(seq))
+          continue; // the index changed: look again
+        return status::busy;
+      }
+      // Fields cannot change while we hold a use; check we raised the right one.
+      if (r->contains(first, size))
+        return r;
+      r->lower();
+    }
+  }
+  void release(prereg_region* region) noexcept { region->lower(); }
+
+  // The host physical address of the IOMMU page of 2^page_shift bytes at
+  // `page` (user address), inside a region the caller holds. The region must
+  // be able to back such a page: unsupported otherwise.
+  [[nodiscard]] result<hpa> translate(const prereg_region& region, ua page, unsigned page_shift) noexcept {
+    if (page_shift > region.max_page_shift())
+      return status::unsupported;
+    if (!is_aligned(page, page_shift))
+      return status::not_aligned;
+    if (!region.contains(page, std::uint64_t{1} << page_shift))
+      return status::not_found;
+    return backend_->translate(page);
+  }
+
+  [[nodiscard]] std::size_t region_count() const noexcept { return count_.load(std::memory_order_relaxed); }
+  [[nodiscard]] Backend& backend() noexcept { return *backend_; }
+  [[nodiscard]] Accounting& accounting() noexcept { return *accounting_; }
+
+private:
+  struct entry {
+    std::uint64_t first;
+    std::uint64_t last;
+    prereg_region* region;
+  };
+  struct retired_array {
+    entry* array;
+    std::size_t capacity;
+    retired_array* next;
+  };
+
+  // Index entries are read by lock-free readers while a writer moves them.
+  // The sequence lock needs no fences: a writer stores with release after
+  // making the counter odd, so a reader whose acquire load sees a new value
+  // also sees the odd (or a later) counter in its closing check. Both are
+  // plain moves on x86, and ThreadSanitizer understands them.
+  static entry load(const entry& e) noexcept {
+    auto& m = const_cast<entry&>(e); // NOLINT: atomic_ref needs a mutable object
+    return entry{std::atomic_ref<std::uint64_t>(m.first).load(std::memory_order_acquire),
+                 std::atomic_ref<std::uint64_t>(m.last).load(std::memory_order_acquire),
+                 std::atomic_ref<prereg_region*>(m.region).load(std::memory_order_acquire)};
+  }
+  static void store(entry& e, const entry& v) noexcept {
+    std::atomic_ref<std::uint64_t>(e.first).store(v.first, std::memory_order_release);
+    std::atomic_ref<std::uint64_t>(e.last).store(v.last, std::memory_order_release);
+    std::atomic_ref<prereg_region*>(e.region).store(v.region, std::memory_order_release);
+  }
+
+  // Sequence counter: odd while a writer changes the index.
+  void begin_write() noexcept { seq_.fetch_add(1, std::memory_order_acq_rel); }
+  void end_write() noexcept { seq_.fetch_add(1, std::memory_order_release); }
+  std::uint64_t begin_read() const noexcept {
+    std::uint64_t s = seq_.load(std::memory_order_acquire);
+    while ((s & 1) != 0)
+      s = seq_.load(std::memory_order_acquire);
+    return s;
+  }
+  bool end_read(std::uint64_t s) const noexcept { return seq_.load(std::memory_order_acquire) == s; }
+
+  // First index position whose region starts at or after `value`.
+  static std::size_t lower_bound(const entry* index, std::size_t n, std::uint64_t value) noexcept {
+    std::size_t lo = 0, hi = n;
+    while (lo < hi) {
+      const std::size_t mid = lo + (hi - lo) / 2;
+      if (load(index[mid]).first < value)
+        lo = mid + 1;
+      else
+        hi = mid;
+    }
+    return lo;
+  }
+
+  // Inside a read section: the region containing the range, or nullptr.
+  prereg_region* find(ua first, std::uint64_t size) const noexcept {
+    if (size == 0)
+      return nullptr;
+    prereg_region* hit = last_hit_.load(std::memory_order_acquire);
+    if (hit != nullptr && hit->users_.load(std::memory_order_acquire) != 0 && hit->contains(first, size))
+      return hit;
+    const std::size_t n = count_.load(std::memory_order_acquire);
+    const entry* index = index_.load(std::memory_order_acquire);
+    // The last region starting at or before `first`.
+    const std::size_t after = upper_bound(index, n, first.value());
+    if (after == 0)
+      return nullptr;
+    const entry e = load(index[after - 1]);
+    const std::uint64_t last_wanted = first.value() + (size - 1);
+    if (last_wanted < first.value() || last_wanted > e.last)
+      return nullptr;
+    last_hit_.store(e.region, std::memory_order_relaxed);
+    return e.region;
+  }
+  static std::size_t upper_bound(const entry* index, std::size_t n, std::uint64_t value) noexcept {
+    std::size_t lo = 0, hi = n;
+    while (lo < hi) {
+      const std::size_t mid = lo + (hi - lo) / 2;
+      if (load(index[mid]).first <= value)
+        lo = mid + 1;
+      else
+        hi = mid;
+    }
+    return lo;
+  }
+
+  // ---- memory (writer side, under the mutex) ---------------------------------
+
+  prereg_region* take_record() noexcept {
+    if (prereg_region* r = free_records_) {
+      free_records_ = r->next_free_;
+      return r;
+    }
+    void* p = alloc_.allocate(sizeof(prereg_region), alignof(prereg_region));
+    return p == nullptr ? nullptr : new (p) prereg_region();
+  }
+  void put_record(prereg_region* r) noexcept {
+    r->next_free_ = free_records_;
+    free_records_ = r;
+  }
+  void free_record(prereg_region* r) noexcept {
+    r->~prereg_region();
+    alloc_.deallocate(r, sizeof(prereg_region), alignof(prereg_region));
+  }
+  void free_array(entry* a, std::size_t capacity) noexcept {
+    if (a != nullptr)
+      alloc_.deallocate(a, capacity * sizeof(entry), alignof(entry));
+  }
+
+  // Room for one more entry; a grown array replaces the old one, which is
+  // retired (readers may still be searching it).
+  bool reserve_slot(std::size_t n) noexcept {
+    if (n < capacity_)
+      return true;
+    const std::size_t capacity = capacity_ == 0 ? 16 : 2 * capacity_;
+    auto* grown = static_cast<entry*>(alloc_.allocate(capacity * sizeof(entry), alignof(entry)));
+    if (grown == nullptr)
+      return false;
+    void* note = nullptr;
+    entry* old = index_.load(std::memory_order_relaxed);
+    if (old != nullptr) {
+      note = alloc_.allocate(sizeof(retired_array), alignof(retired_array));
+      if (note == nullptr) {
+        alloc_.deallocate(grown, capacity * sizeof(entry), alignof(entry));
+        return false;
+      }
+    }
+    for (std::size_t i = 0; i < n; ++i)
+      grown[i] = old[i];
+    index_.store(grown, std::memory_order_release);
+    if (old != nullptr)
+      retired_ = new (note) retired_array{old, capacity_, retired_};
+    capacity_ = capacity;
+    return true;
+  }
+
+  void give_back(ua first, std::uint64_t size) noexcept {
+    backend_->unpin(first, size);
+    accounting_->uncharge(size);
+  }
+
+  Backend* backend_;
+  Accounting* accounting_;
+  [[no_unique_address]] Allocator alloc_;
+  std::mutex writer_;
+  std::atomic<std::uint64_t> seq_{0};
+  std::atomic<entry*> index_{nullptr};
+  std::atomic<std::size_t> count_{0};
+  mutable std::atomic<prereg_region*> last_hit_{nullptr};
+  std::size_t capacity_ = 0;
+  prereg_region* free_records_ = nullptr;
+  retired_array* retired_ = nullptr;
+};
+
+} // namespace iopt

@@ -1,0 +1,182 @@
+// The preregistration registry: every status, with the registry, the pins
+// and the charge unchanged on failure.
+#include <iopt/prereg/registry.hpp>
+#include <iopt/table/fault_injecting_allocator.hpp>
+
+#include <doctest/doctest.h>
+
+#include <vector>
+
+using namespace iopt;
+
+namespace {
+
+constexpr std::uint64_t page = 1 << 16; // the simulated host page: 64 KiB, as on POWER
+
+struct fixture {
+  fault_plan plan;
+  simulated_backend backend{16};
+  counted_accounting accounting{std::uint64_t{1} << 32};
+  prereg_registry<simulated_backend, counted_accounting, fault_injecting_allocator> registry{
+      backend, accounting, fault_injecting_allocator(plan)};
+
+  struct state {
+    std::size_t regions;
+    std::uint64_t charged, pinned;
+    friend bool operator==(const state&, const state&) = default;
+  };
+  state now() const { return {registry.region_count(), accounting.charged(), backend.pinned_pages()}; }
+};
+
+} // namespace
+
+TEST_CASE("register, look up and unregister") {
+  fixture f;
+  REQUIRE(f.registry.register_region(ua{0x100000}, 16 * page) == status::ok);
+  CHECK(f.accounting.charged() == 16 * page);
+  CHECK(f.backend.pinned_pages() == 16);
+  const auto info = f.registry.lookup(ua{0x100000 + page}, 2 * page);
+  REQUIRE(info);
+  CHECK(info->first == ua{0x100000});
+  CHECK(info->size == 16 * page);
+  CHECK(f.registry.lookup(ua{0x100000 + 15 * page}, 2 * page).error() == status::not_found); // runs past
+  CHECK(f.registry.lookup(ua{0x100000 - page}, page).error() == status::not_found);
+  REQUIRE(f.registry.unregister_region(ua{0x100000}, 16 * page) == status::ok);
+  CHECK(f.now() == fixture::state{0, 0, 0});
+}
+
+TEST_CASE("bad registrations change nothing") {
+  fixture f;
+  REQUIRE(f.registry.register_region(ua{0x400000}, 8 * page) == status::ok);
+  const auto before = f.now();
+  CHECK(f.registry.register_region(ua{0x400000 + 0x1000}, page) == status::not_aligned);
+  CHECK(f.registry.register_region(ua{0x800000}, page + 0x1000) == status::not_aligned);
+  CHECK(f.registry.register_region(ua{0x800000}, 0) == status::invalid_parameter);
+  CHECK(f.registry.register_region(ua{0 - 2 * page}, 4 * page) == status::wraps);
+  CHECK(f.registry.register_region(ua{0x400000}, 8 * page) == status::exists);            // the same
+  CHECK(f.registry.register_region(ua{0x400000 + 7 * page}, 2 * page) == status::exists); // tail
+  CHECK(f.registry.register_region(ua{0x400000 - page}, 2 * page) == status::exists);     // head
+  CHECK(f.registry.register_region(ua{0x300000}, 64 * page) == status::exists);           // around
+  CHECK(f.registry.register_region(ua{0x400000 + page}, page) == status::exists);         // inside
+  // A limit that the next registration would pass.
+  counted_accounting tight(8 * page);
+  simulated_backend backend;
+  prereg_registry<simulated_backend, counted_accounting> small(backend, tight);
+  REQUIRE(small.register_region(ua{0}, 6 * page) == status::ok);
+  CHECK(small.register_region(ua{0x1000000}, 3 * page) == status::no_memory);
+  CHECK(tight.charged() == 6 * page);
+  CHECK(backend.pinned_pages() == 6);
+  CHECK(f.now() == before);
+  // Adjacent regions are fine.
+  CHECK(f.registry.register_region(ua{0x400000 + 8 * page}, page) == status::ok);
+  CHECK(f.registry.register_region(ua{0x400000 - page}, page) == status::ok);
+}
+
+TEST_CASE("unregister takes only an exact registration") {
+  fixture f;
+  REQUIRE(f.registry.register_region(ua{0x400000}, 8 * page) == status::ok);
+  const auto before = f.now();
+  CHECK(f.registry.unregister_region(ua{0x400000}, 4 * page) == status::not_found);
+  CHECK(f.registry.unregister_region(ua{0x400000 + page}, 7 * page) == status::not_found);
+  CHECK(f.registry.unregister_region(ua{0x900000}, page) == status::not_found);
+  CHECK(f.now() == before);
+}
+
+TEST_CASE("a region with mappings is busy, stays usable, and leaks nothing") {
+  fixture f;
+  REQUIRE(f.registry.register_region(ua{0x400000}, 8 * page) == status::ok);
+  auto held = f.registry.acquire(ua{0x400000 + page}, page);
+  REQUIRE(held);
+  CHECK((*held)->mappings() == 1);
+  const auto before = f.now();
+  CHECK(f.registry.unregister_region(ua{0x400000}, 8 * page) == status::busy);
+  CHECK(f.now() == before);
+  auto again = f.registry.acquire(ua{0x400000}, 2 * page); // still usable
+  REQUIRE(again);
+  CHECK((*again)->mappings() == 2);
+  f.registry.release(*again);
+  f.registry.release(*held);
+  CHECK(f.registry.unregister_region(ua{0x400000}, 8 * page) == status::ok);
+  CHECK(f.registry.acquire(ua{0x400000}, page).error() == status::not_found);
+  CHECK(f.now() == fixture::state{0, 0, 0});
+}
+
+TEST_CASE("failing each step of register in turn leaves nothing charged or pinned") {
+  fixture f;
+  REQUIRE(f.registry.register_region(ua{0x100000}, page) == status::ok);
+  const auto before = f.now();
+  // Allocation: the region record (the index already has room after the first).
+  f.plan.fail_nth(1);
+  CHECK(f.registry.register_region(ua{0x800000}, 4 * page) == status::no_memory);
+  CHECK(f.now() == before);
+  f.plan.never_fail();
+  // Accounting: a limit that refuses.
+  counted_accounting refusing(0);
+  simulated_backend b2;
+  prereg_registry<simulated_backend, counted_accounting> r2(b2, refusing);
+  CHECK(r2.register_region(ua{0x800000}, 4 * page) == status::no_memory);
+  CHECK(b2.pinned_pages() == 0);
+  // Pinning.
+  f.backend.fail_nth_pin(1);
+  CHECK(f.registry.register_region(ua{0x800000}, 4 * page) == status::no_memory);
+  CHECK(f.now() == before);
+  f.backend.fail_nth_pin(0);
+  // Growing the index (the 17th region needs a larger array, and a note that
+  // keeps the old one for readers): both allocations can fail. The region
+  // record comes from the records freed by the failures above.
+  for (std::uint64_t i = 1; i < 16; ++i)
+    REQUIRE(f.registry.register_region(ua{0x1000000 + i * 2 * page}, page) == status::ok);
+  const auto full = f.now();
+  for (std::uint64_t n = 1; n <= 2; ++n) {
+    CAPTURE(n);
+    f.plan.fail_nth(n);
+    CHECK(f.registry.register_region(ua{0x8000000}, page) == status::no_memory);
+    CHECK(f.now() == full);
+  }
+  f.plan.never_fail();
+  CHECK(f.registry.register_region(ua{0x8000000}, page) == status::ok);
+  CHECK(f.registry.lookup(ua{0x8000000}, page));
+  CHECK(f.registry.lookup(ua{0x1000000 + 6 * page}, page));
+}
+
+TEST_CASE("the largest IOMMU page a region can back") {
+  fixture f;
+  // 16 MiB aligned and sized, backed by 16 MiB pages: 16 MiB IOMMU pages.
+  f.backend.back_with_huge_pages(ua{0x4000'0000}, 0x400'0000, 24);
+  REQUIRE(f.registry.register_region(ua{0x4000'0000}, 0x100'0000) == status::ok);
+  CHECK(f.registry.lookup(ua{0x4000'0000}, page)->max_page_shift == 24);
+  // Same memory but only 64 KiB aligned in size: 64 KiB.
+  REQUIRE(f.registry.register_region(ua{0x4100'0000}, 0x101'0000) == status::ok);
+  CHECK(f.registry.lookup(ua{0x4100'0000}, page)->max_page_shift == 16);
+  // Aligned to 1 GiB, backed by 64 KiB pages: 64 KiB.
+  REQUIRE(f.registry.register_region(ua{0x8000'0000}, 0x4000'0000) == status::ok);
+  CHECK(f.registry.lookup(ua{0x8000'0000}, page)->max_page_shift == 16);
+
+  auto held = f.registry.acquire(ua{0x4000'0000}, 0x100'0000);
+  REQUIRE(held);
+  const auto hpa16m = f.registry.translate(**held, ua{0x4000'0000}, 24);
+  REQUIRE(hpa16m);
+  CHECK(f.registry.translate(**held, ua{0x4000'0000}, 30).error() == status::unsupported);
+  CHECK(f.registry.translate(**held, ua{0x4001'0000}, 24).error() == status::not_aligned);
+  f.registry.release(*held);
+}
+
+TEST_CASE("many regions: lookups find each one, and only it") {
+  fixture f;
+  std::vector<std::uint64_t> starts;
+  for (std::uint64_t i = 0; i < 300; ++i) {
+    const std::uint64_t start = 0x1000'0000 + i * 7 * page;
+    starts.push_back(start);
+    REQUIRE(f.registry.register_region(ua{start}, (1 + i % 5) * page) == status::ok);
+  }
+  for (std::uint64_t i = 0; i < 300; ++i) {
+    const std::uint64_t size = (1 + i % 5) * page;
+    CHECK(f.registry.lookup(ua{starts[i]}, size)->first == ua{starts[i]});
+    CHECK(f.registry.lookup(ua{starts[i] + size - page}, page)->first == ua{starts[i]});
+    CHECK(f.registry.lookup(ua{starts[i] + size}, page).error() == status::not_found); // the gap
+  }
+  for (std::uint64_t i = 0; i < 300; i += 2)
+    REQUIRE(f.registry.unregister_region(ua{starts[i]}, (1 + i % 5) * page) == status::ok);
+  for (std::uint64_t i = 0; i < 300; ++i)
+    CHECK(f.registry.lookup(ua{starts[i]}, page).has_value() == (i % 2 == 1));
+}
