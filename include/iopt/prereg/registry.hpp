@@ -254,6 +254,21 @@ public:
     }
   }
   void release(prereg_region* region) noexcept { region->lower(); }
+  // The same for a mapping that remembers only its user address: the region
+  // that holds [first, first + size) cannot go away while the caller holds a
+  // use of it, so it is found without retrying.
+  status release(ua first, std::uint64_t size) noexcept {
+    for (;;) {
+      const std::uint64_t seq = begin_read();
+      prereg_region* r = find(first, size);
+      if (!end_read(seq))
+        continue;
+      if (r == nullptr)
+        return status::not_found;
+      r->lower();
+      return status::ok;
+    }
+  }
 
   // The host physical address of the IOMMU page of 2^page_shift bytes at
   // `page` (user address), inside a region the caller holds. The region must
