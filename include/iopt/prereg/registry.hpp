@@ -360,16 +360,22 @@ private:
     last_hit_.store(e.region, std::memory_order_relaxed);
     return e.region;
   }
+  // Number of regions starting at or before `value`. Branch-free (the
+  // comparison picks the half with a conditional move), and reads only the
+  // start of each entry it passes.
   static std::size_t upper_bound(const entry* index, std::size_t n, std::uint64_t value) noexcept {
-    std::size_t lo = 0, hi = n;
-    while (lo < hi) {
-      const std::size_t mid = lo + (hi - lo) / 2;
-      if (load(index[mid]).first <= value)
-        lo = mid + 1;
-      else
-        hi = mid;
+    if (n == 0)
+      return 0;
+    const entry* base = index;
+    while (n > 1) {
+      const std::size_t half = n / 2;
+      base = first_of(base[half]) <= value ? base + half : base;
+      n -= half;
     }
-    return lo;
+    return static_cast<std::size_t>(base - index) + (first_of(*base) <= value ? 1 : 0);
+  }
+  static std::uint64_t first_of(const entry& e) noexcept {
+    return std::atomic_ref<std::uint64_t>(const_cast<entry&>(e).first).load(std::memory_order_acquire); // NOLINT
   }
 
   // ---- memory (writer side, under the mutex) ---------------------------------
