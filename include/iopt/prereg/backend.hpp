@@ -39,8 +39,9 @@ concept pinning_backend = requires(B& b, const B& cb, ua addr, std::uint64_t byt
   { b.backing_page_shift(addr, bytes) } noexcept -> std::same_as<unsigned>;
 };
 
-// Fake physical memory: host page p of user space is frame p XOR a constant,
-// so translations are stable, distinct and page aligned. Counts pins per
+// Fake physical memory: a user address maps to itself with bits above 1 GiB
+// scrambled, so translations are stable, distinct and page aligned, and
+// memory contiguous within a GiB (as a hugepage is) stays contiguous. Counts pins per
 // page, can back chosen ranges with larger pages, and can fail the n-th pin.
 class simulated_backend {
 public:
@@ -67,8 +68,7 @@ public:
     pinned_pages_ -= bytes >> page_shift_;
   }
   result<hpa> translate(ua page) noexcept {
-    const std::uint64_t frame = (page.value() >> page_shift_) ^ frame_scramble;
-    return hpa{(frame << page_shift_) & frame_mask};
+    return hpa{(align_down(page.value(), page_shift_) ^ scramble) & address_mask};
   }
   unsigned backing_page_shift(ua first, std::uint64_t bytes) noexcept {
     unsigned shift = huge_shift_;
@@ -96,8 +96,8 @@ public:
   }
 
 private:
-  static constexpr std::uint64_t frame_scramble = 0x5a5a5;
-  static constexpr std::uint64_t frame_mask = (std::uint64_t{1} << 52) - 1;
+  static constexpr std::uint64_t scramble = std::uint64_t{0x5a5a5} << 30;
+  static constexpr std::uint64_t address_mask = (std::uint64_t{1} << 52) - 1;
   std::uint64_t page_bytes() const noexcept { return std::uint64_t{1} << page_shift_; }
 
   unsigned page_shift_;

@@ -40,9 +40,17 @@
 
 namespace iopt {
 
+// The sPAPR VFIO memory models a strategy implements.
+enum class memory_model : std::uint8_t {
+  v1_pin_on_map,     // VFIO_SPAPR_TCE_IOMMU: enable first; maps pin
+  v2_preregistered,  // VFIO_SPAPR_TCE_v2_IOMMU: register memory first; maps look it up
+  unpinned,          // nothing to enable or register
+};
+
 template <class S>
 concept pinning_strategy = requires(S& s, ua page, unsigned shift, permission perm, hpa& target) {
   { S::needs_shadow } -> std::convertible_to<bool>;
+  { S::model } -> std::convertible_to<memory_model>;
   { s.map_page(page, shift, perm, target) } noexcept -> std::same_as<status>;
   { s.unmap_page(page, shift, perm) } noexcept;
 };
@@ -62,6 +70,7 @@ struct dirty_hook {
 class no_pinning {
 public:
   static constexpr bool needs_shadow = false;
+  static constexpr memory_model model = memory_model::unpinned;
   explicit no_pinning(dirty_hook dirty = {}) noexcept : dirty_(dirty) {}
 
   status map_page(ua page, unsigned, permission, hpa& target) noexcept {
@@ -80,6 +89,7 @@ template <class Registry>
 class preregistered {
 public:
   static constexpr bool needs_shadow = true;
+  static constexpr memory_model model = memory_model::v2_preregistered;
   explicit preregistered(Registry& registry, dirty_hook dirty = {}) noexcept
       : registry_(&registry), dirty_(dirty) {}
 
@@ -116,6 +126,7 @@ template <pinning_backend Backend, accounting_policy Accounting>
 class pin_on_map {
 public:
   static constexpr bool needs_shadow = true;
+  static constexpr memory_model model = memory_model::v1_pin_on_map;
   pin_on_map(Backend& backend, Accounting& accounting, dirty_hook dirty = {}) noexcept
       : backend_(&backend), accounting_(&accounting), dirty_(dirty) {}
 

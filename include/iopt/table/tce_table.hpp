@@ -304,6 +304,16 @@ public:
     return write_sequence(first_page, pages, value, 0, may);
   }
 
+  // Makes every level below `pages` entries from `first` exist, writing no
+  // entry: afterwards writes to that range cannot fail for want of memory.
+  // All or nothing, like every allocation here.
+  status prepare(ioba first, std::uint64_t pages) noexcept {
+    std::uint64_t first_page = 0;
+    if (const status s = check_range(first, pages, first_page); IOPT_UNLIKELY(s != status::ok))
+      return s;
+    return ensure_levels(first_page, first_page + (pages - 1));
+  }
+
   // Empties `pages` entries from `first`. Never allocates; with the
   // configuration's free_empty_levels, gives back blocks it leaves empty.
   status clear(ioba first, std::uint64_t pages) noexcept {

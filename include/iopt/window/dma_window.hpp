@@ -1,0 +1,115 @@
+// iopt — IOMMU page-table algorithms for the POWER sPAPR IOMMU.
+// SPDX-License-Identifier: MIT
+//
+// One DMA window as a container keeps it: the TCE table the device uses and,
+// when the pinning strategy needs to know what to undo, a shadow table of
+// the same geometry that holds, per entry, the user address that was mapped
+// and the permissions asked for (the kernel's per-entry userspace array).
+// Both tables allocate through a charging allocator, so the window is
+// charged for the levels it really holds.
+#pragma once
+
+#include <cstdint>
+#include <type_traits>
+#include <utility>
+
+#include <iopt/addr/address.hpp>
+#include <iopt/format/guest_tce.hpp>
+#include <iopt/prereg/accounting.hpp>
+#include <iopt/status.hpp>
+#include <iopt/table/tce_table.hpp>
+#include <iopt/window/charging_allocator.hpp>
+
+namespace iopt {
+
+template <class Config, class Allocator>
+struct with_allocator : Config {
+  using allocator = Allocator;
+};
+
+// The shadow of a table: same levels, entries kept verbatim in native order.
+template <class Config>
+struct shadow_config : Config {
+  using format = guest_tce;
+  static constexpr bool hardware_index_limit = false;
+};
+
+struct no_shadow {};
+
+template <class Config, accounting_policy Accounting, bool Shadow>
+class dma_window {
+public:
+  using config_type = Config;
+  using table_type = tce_table<with_allocator<Config, charging_allocator<Accounting>>>;
+  using shadow_type =
+      std::conditional_t<Shadow, tce_table<shadow_config<with_allocator<Config, charging_allocator<Accounting>>>>,
+                         no_shadow>;
+  static constexpr bool has_shadow = Shadow;
+  static constexpr unsigned page_shift = table_type::page_shift;
+  static constexpr std::uint64_t page_bytes = table_type::page_bytes;
+
+  dma_window() noexcept = default;
+
+  [[nodiscard]] static result<dma_window> create(ioba start, std::uint64_t bytes, Accounting& accounting) noexcept {
+    auto table = table_type::create(start, bytes, charging_allocator<Accounting>(accounting));
+    if (!table)
+      return table.error();
+    dma_window w;
+    w.table_ = std::move(table).value();
+    if constexpr (Shadow) {
+      auto shadow = shadow_type::create(start, bytes, charging_allocator<Accounting>(accounting));
+      if (!shadow)
+        return shadow.error();
+      w.shadow_ = std::move(shadow).value();
+    }
+    return w;
+  }
+
+  [[nodiscard]] table_type& table() noexcept { return table_; }
+  [[nodiscard]] const table_type& table() const noexcept { return table_; }
+  [[nodiscard]] shadow_type& shadow() noexcept { return shadow_; }
+  [[nodiscard]] ioba_range range() const noexcept { return table_.window(); }
+  [[nodiscard]] std::size_t memory_bytes() const noexcept {
+    if constexpr (Shadow)
+      return table_.memory_bytes() + shadow_.memory_bytes();
+    else
+      return table_.memory_bytes();
+  }
+
+  // Levels for [first, first + pages) in both tables, so that the writes of
+  // a mapping cannot fail half way.
+  status prepare(ioba first, std::uint64_t pages) noexcept {
+    if (const status s = table_.prepare(first, pages); s != status::ok)
+      return s;
+    if constexpr (Shadow)
+      return shadow_.prepare(first, pages);
+    return status::ok;
+  }
+
+  // Calls undo(ua page, permission) for every mapped page in the range: the
+  // user address and permissions from the shadow, or (with no shadow, where
+  // the target is the user address) from the table.
+  template <class Undo>
+  void for_each_mapped_page(ioba first, std::uint64_t pages, Undo&& undo) const {
+    auto per_page = [&](const mapped_run& run) {
+      for (std::uint64_t k = 0; k < run.pages; ++k)
+        undo(ua{run.target + (k << page_shift)}, run.perm);
+    };
+    if constexpr (Shadow)
+      (void)shadow_.for_each_run(first, pages, per_page);
+    else
+      (void)table_.for_each_run(first, pages, per_page);
+  }
+
+  void clear(ioba first, std::uint64_t pages) noexcept {
+    (void)table_.clear(first, pages);
+    if constexpr (Shadow)
+      (void)shadow_.clear(first, pages);
+  }
+
+private:
+  table_type table_;
+  [[no_unique_address]] shadow_type shadow_;
+};
+
+} // namespace iopt
