@@ -66,6 +66,20 @@ struct window_query {
   friend bool operator==(const window_query&, const window_query&) = default;
 };
 
+// Who hears what the container changes: every run it maps (coalesced, with
+// its target) and every run it unmaps. notify/notifier.hpp turns this into
+// notifier events.
+struct dma_change_hook {
+  void (*report)(void* context, bool mapped, const mapped_run& run) noexcept = nullptr;
+  void* context = nullptr;
+
+  void operator()(bool mapped, const mapped_run& run) const noexcept {
+    if (report != nullptr)
+      report(context, mapped, run);
+  }
+  [[nodiscard]] explicit operator bool() const noexcept { return report != nullptr; }
+};
+
 struct container_info {
   ioba default_window_start{};
   std::uint64_t default_window_bytes = 0;
@@ -198,6 +212,8 @@ public:
       if (const status c = check_range(w, iova, size); c != status::ok)
         return c;
       const std::uint64_t pages = size >> window::page_shift;
+      if (changes_)
+        (void)w.table().for_each_run(iova, pages, [&](const mapped_run& run) { changes_(false, run); });
       w.for_each_mapped_page(iova, pages, [&](ua page, permission p) {
         strategy_->unmap_page(page, window::page_shift, p);
         unmapped += window::page_bytes;
@@ -245,6 +261,7 @@ public:
     return bytes;
   }
   [[nodiscard]] Strategy& strategy() noexcept { return *strategy_; }
+  void set_change_hook(dma_change_hook hook) noexcept { changes_ = hook; }
 
 private:
   static constexpr std::uint64_t page_size_mask() noexcept {
@@ -379,6 +396,8 @@ private:
         return written;
       }
     }
+    if (changes_)
+      (void)w.table().for_each_run(iova, pages, [&](const mapped_run& run) { changes_(true, run); });
     return status::ok;
   }
 
@@ -395,10 +414,13 @@ private:
   void release_slot(unsigned i) noexcept {
     std::visit([&](auto& w) {
       using window = std::decay_t<decltype(w)>;
-      if constexpr (!std::is_same_v<window, std::monostate>)
+      if constexpr (!std::is_same_v<window, std::monostate>) {
+        if (changes_)
+          w.table().for_each_run([&](const mapped_run& run) { changes_(false, run); });
         w.for_each_mapped_page(w.range().first(), w.table().pages(), [&](ua page, permission p) {
           strategy_->unmap_page(page, window::page_shift, p);
         });
+      }
     }, slots_[i]);
     slots_[i] = std::monostate{};
   }
@@ -419,6 +441,7 @@ private:
   Strategy* strategy_;
   Accounting* accounting_;
   container_options options_;
+  dma_change_hook changes_{};
   std::array<slot, max_dma_windows> slots_{};
   bool default_made_ = false;
   bool enabled_ = false;

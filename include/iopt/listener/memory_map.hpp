@@ -1,0 +1,160 @@
+// iopt — IOMMU page-table algorithms for the POWER sPAPR IOMMU.
+// SPDX-License-Identifier: MIT
+//
+// The guest memory map: a set of regions, its current flat view, and the
+// listeners that hear every change to that view.
+//
+// Each add_region or remove_region publishes one change (removals, then
+// additions, between begin and commit); a `batch` groups several into one.
+// A listener attached to a map that already has sections hears them all as
+// additions first. Listeners unlink themselves when destroyed, and a map
+// unlinks its listeners when it goes, so neither can dangle.
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <vector>
+
+#include <iopt/listener/flat_view.hpp>
+#include <iopt/status.hpp>
+
+namespace iopt {
+
+class memory_map;
+
+// What a memory map calls; memory_listener (listener/listener.hpp) is the
+// implementation iopt provides.
+class map_listener {
+public:
+  map_listener() noexcept = default;
+  map_listener(const map_listener&) = delete;
+  map_listener& operator=(const map_listener&) = delete;
+  virtual ~map_listener();
+
+  virtual void begin() = 0;
+  virtual void section_removed(const flat_section&) = 0;
+  virtual void section_added(const flat_section&) = 0;
+  virtual void commit() = 0;
+
+  [[nodiscard]] bool attached() const noexcept { return map_ != nullptr; }
+  void detach() noexcept;
+
+private:
+  friend class memory_map;
+  memory_map* map_ = nullptr;
+  map_listener* prev_ = nullptr;
+  map_listener* next_ = nullptr;
+};
+
+class memory_map {
+public:
+  memory_map() = default;
+  memory_map(const memory_map&) = delete;
+  memory_map& operator=(const memory_map&) = delete;
+  ~memory_map() {
+    while (head_ != nullptr)
+      head_->detach();
+  }
+
+  // Refuses an id in use (exists), an empty region (invalid_parameter) and
+  // one that would pass 2^64 (wraps).
+  status add_region(const memory_region& region) {
+    if (region.size == 0)
+      return status::invalid_parameter;
+    if (!gpa_range::make(region.first, region.size))
+      return status::wraps;
+    if (find(region.id) != regions_.end())
+      return status::exists;
+    regions_.push_back(region);
+    publish();
+    return status::ok;
+  }
+  status remove_region(std::uint64_t id) {
+    const auto it = find(id);
+    if (it == regions_.end())
+      return status::not_found;
+    regions_.erase(it);
+    publish();
+    return status::ok;
+  }
+
+  // Several changes published as one.
+  class batch {
+  public:
+    explicit batch(memory_map& map) noexcept : map_(&map) { ++map_->batch_depth_; }
+    batch(const batch&) = delete;
+    batch& operator=(const batch&) = delete;
+    ~batch() {
+      if (--map_->batch_depth_ == 0)
+        map_->publish();
+    }
+
+  private:
+    memory_map* map_;
+  };
+
+  void attach(map_listener& listener) {
+    listener.detach();
+    listener.map_ = this;
+    listener.next_ = head_;
+    if (head_ != nullptr)
+      head_->prev_ = &listener;
+    head_ = &listener;
+    listener.begin();
+    for (const flat_section& s : view_)
+      listener.section_added(s);
+    listener.commit();
+  }
+
+  [[nodiscard]] const flat_view& view() const noexcept { return view_; }
+  [[nodiscard]] const std::vector<memory_region>& regions() const noexcept { return regions_; }
+
+private:
+  friend class map_listener;
+
+  std::vector<memory_region>::iterator find(std::uint64_t id) {
+    return std::find_if(regions_.begin(), regions_.end(), [id](const memory_region& r) { return r.id == id; });
+  }
+
+  void publish() {
+    if (batch_depth_ != 0)
+      return;
+    flat_view next = render(regions_);
+    const flat_view_change change = difference(view_, next);
+    view_ = std::move(next);
+    if (change.removed.empty() && change.added.empty())
+      return;
+    for (map_listener* l = head_; l != nullptr; l = l->next_) {
+      l->begin();
+      for (const flat_section& s : change.removed)
+        l->section_removed(s);
+      for (const flat_section& s : change.added)
+        l->section_added(s);
+      l->commit();
+    }
+  }
+
+  void unlink(map_listener& l) noexcept {
+    if (l.prev_ != nullptr)
+      l.prev_->next_ = l.next_;
+    else
+      head_ = l.next_;
+    if (l.next_ != nullptr)
+      l.next_->prev_ = l.prev_;
+    l.prev_ = l.next_ = nullptr;
+    l.map_ = nullptr;
+  }
+
+  std::vector<memory_region> regions_;
+  flat_view view_;
+  map_listener* head_ = nullptr;
+  int batch_depth_ = 0;
+};
+
+inline void map_listener::detach() noexcept {
+  if (map_ != nullptr)
+    map_->unlink(*this);
+}
+inline map_listener::~map_listener() { detach(); }
+
+} // namespace iopt

@@ -1,0 +1,165 @@
+// iopt — IOMMU page-table algorithms for the POWER sPAPR IOMMU.
+// SPDX-License-Identifier: MIT
+//
+// IOMMU notifiers: whoever must follow a window's mappings (a VMM's vhost or
+// VFIO code shadowing a guest's window, a device model's cache) hears map
+// and unmap events, each a coalesced run {ioba, target, pages, permissions}:
+// one event for a contiguous gigabyte, not one per page.
+//
+// A notifier attached to a window that already has mappings first hears
+// them all, by replay. Replay is the table's sparse walk: it visits only
+// levels that exist and entries that are set, so an empty 128 TiB window
+// replays in the time it takes to look at its top level, with no flag to
+// keep in sync, and nothing in it can wrap at the top of the 64-bit space.
+//
+// Notifiers live in an intrusive list and leave it when destroyed; a list
+// detaches its notifiers when it goes. Attaching, detaching and notifying
+// are not concurrent with each other (the owner of the window serializes
+// them, as it serializes changes to the window).
+#pragma once
+
+#include <cstdint>
+#include <type_traits>
+#include <utility>
+
+#include <iopt/addr/address.hpp>
+#include <iopt/format/permission.hpp>
+#include <iopt/table/mappings.hpp>
+#include <iopt/window/container.hpp>
+
+namespace iopt {
+
+struct iommu_event {
+  enum class kind : std::uint8_t { map, unmap } type = kind::map;
+  mapped_run run{}; // for an unmap, target and permissions are not meaningful
+  friend bool operator==(const iommu_event&, const iommu_event&) = default;
+};
+
+class notifier_list;
+
+class iommu_notifier {
+public:
+  iommu_notifier() noexcept = default;
+  iommu_notifier(const iommu_notifier&) = delete;
+  iommu_notifier& operator=(const iommu_notifier&) = delete;
+  virtual ~iommu_notifier();
+
+  virtual void notify(const iommu_event&) noexcept = 0;
+
+  [[nodiscard]] bool attached() const noexcept { return list_ != nullptr; }
+  void detach() noexcept;
+
+private:
+  friend class notifier_list;
+  notifier_list* list_ = nullptr;
+  iommu_notifier* prev_ = nullptr;
+  iommu_notifier* next_ = nullptr;
+};
+
+// A notifier that calls a function object.
+template <class F>
+class callback_notifier final : public iommu_notifier {
+public:
+  explicit callback_notifier(F f) noexcept(std::is_nothrow_move_constructible_v<F>) : f_(std::move(f)) {}
+  void notify(const iommu_event& e) noexcept override { f_(e); }
+
+private:
+  F f_;
+};
+
+// Replays every mapping of `table` to `n` as map events.
+template <class Table>
+void replay(const Table& table, iommu_notifier& n) {
+  table.for_each_run([&](const mapped_run& run) { n.notify(iommu_event{iommu_event::kind::map, run}); });
+}
+
+class notifier_list {
+public:
+  notifier_list() noexcept = default;
+  notifier_list(const notifier_list&) = delete;
+  notifier_list& operator=(const notifier_list&) = delete;
+  ~notifier_list() {
+    while (head_ != nullptr)
+      head_->detach();
+  }
+
+  // Links `n` after replaying the window's current mappings to it.
+  template <class Table>
+  void attach(iommu_notifier& n, const Table& window) {
+    n.detach();
+    replay(window, n);
+    n.list_ = this;
+    n.next_ = head_;
+    if (head_ != nullptr)
+      head_->prev_ = &n;
+    head_ = &n;
+  }
+
+  void notify(const iommu_event& e) const noexcept {
+    for (iommu_notifier* n = head_; n != nullptr; n = n->next_)
+      n->notify(e);
+  }
+  // The changes to [first, first + pages) of `window`: one unmap of the
+  // range, then a map per run now mapped in it.
+  template <class Table>
+  void notify_changed(const Table& window, ioba first, std::uint64_t pages) const {
+    if (head_ == nullptr)
+      return;
+    notify(iommu_event{iommu_event::kind::unmap, mapped_run{first, 0, pages, permission::none}});
+    (void)window.for_each_run(first, pages, [&](const mapped_run& run) {
+      notify(iommu_event{iommu_event::kind::map, run});
+    });
+  }
+
+  // A hook for dma_container::set_change_hook that forwards to this list.
+  [[nodiscard]] dma_change_hook container_hook() noexcept {
+    return dma_change_hook{[](void* self, bool mapped, const mapped_run& run) noexcept {
+                             static_cast<notifier_list*>(self)->notify(
+                                 iommu_event{mapped ? iommu_event::kind::map : iommu_event::kind::unmap, run});
+                           },
+                           this};
+  }
+
+  [[nodiscard]] bool empty() const noexcept { return head_ == nullptr; }
+
+private:
+  friend class iommu_notifier;
+  void unlink(iommu_notifier& n) noexcept {
+    if (n.prev_ != nullptr)
+      n.prev_->next_ = n.next_;
+    else
+      head_ = n.next_;
+    if (n.next_ != nullptr)
+      n.next_->prev_ = n.prev_;
+    n.prev_ = n.next_ = nullptr;
+    n.list_ = nullptr;
+  }
+
+  iommu_notifier* head_ = nullptr;
+};
+
+inline void iommu_notifier::detach() noexcept {
+  if (list_ != nullptr)
+    list_->unlink(*this);
+}
+inline iommu_notifier::~iommu_notifier() { detach(); }
+
+// A change sink for the hypercall front end (hcall/change_sink.hpp) that
+// turns each changed range of one guest window into notifier events.
+template <class Table>
+class notifying_sink {
+public:
+  notifying_sink(std::uint64_t liobn, const Table& window, const notifier_list& notifiers) noexcept
+      : liobn_(liobn), window_(&window), notifiers_(&notifiers) {}
+  void tces_changed(std::uint64_t liobn, ioba first, std::uint64_t pages) noexcept {
+    if (liobn == liobn_)
+      notifiers_->notify_changed(*window_, first, pages);
+  }
+
+private:
+  std::uint64_t liobn_;
+  const Table* window_;
+  const notifier_list* notifiers_;
+};
+
+} // namespace iopt
