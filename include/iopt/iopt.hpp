@@ -27,4 +27,24 @@
 #include <iopt/table/tce_table.hpp>
 #include <iopt/table/walk.hpp>
 
+#include <iopt/prereg/accounting.hpp>
+#include <iopt/prereg/backend.hpp>
+#include <iopt/prereg/pinning.hpp>
+#include <iopt/prereg/posix_backend.hpp>
+#include <iopt/prereg/registry.hpp>
+
+#include <iopt/window/charging_allocator.hpp>
+#include <iopt/window/container.hpp>
+#include <iopt/window/dma_window.hpp>
+
+#include <iopt/hcall/change_sink.hpp>
+#include <iopt/hcall/guest_memory.hpp>
+#include <iopt/hcall/tce_hcalls.hpp>
+
+#include <iopt/listener/flat_view.hpp>
+#include <iopt/listener/listener.hpp>
+#include <iopt/listener/memory_map.hpp>
+#include <iopt/listener/sinks.hpp>
+#include <iopt/notify/notifier.hpp>
+
 #include <iopt/configs.hpp>
