@@ -15,35 +15,26 @@
 #include <cstdint>
 #include <vector>
 
+#include <iopt/detail/intrusive_list.hpp>
 #include <iopt/listener/flat_view.hpp>
 #include <iopt/status.hpp>
 
 namespace iopt {
 
-class memory_map;
-
 // What a memory map calls; memory_listener (listener/listener.hpp) is the
 // implementation iopt provides.
-class map_listener {
+class map_listener : public detail::intrusive_node<map_listener> {
 public:
   map_listener() noexcept = default;
-  map_listener(const map_listener&) = delete;
-  map_listener& operator=(const map_listener&) = delete;
-  virtual ~map_listener();
+  virtual ~map_listener() = default;
 
   virtual void begin() = 0;
   virtual void section_removed(const flat_section&) = 0;
   virtual void section_added(const flat_section&) = 0;
   virtual void commit() = 0;
 
-  [[nodiscard]] bool attached() const noexcept { return map_ != nullptr; }
-  void detach() noexcept;
-
-private:
-  friend class memory_map;
-  memory_map* map_ = nullptr;
-  map_listener* prev_ = nullptr;
-  map_listener* next_ = nullptr;
+  [[nodiscard]] bool attached() const noexcept { return linked(); }
+  void detach() noexcept { unlink(); }
 };
 
 class memory_map {
@@ -51,10 +42,6 @@ public:
   memory_map() = default;
   memory_map(const memory_map&) = delete;
   memory_map& operator=(const memory_map&) = delete;
-  ~memory_map() {
-    while (head_ != nullptr)
-      head_->detach();
-  }
 
   // Refuses an id in use (exists), an empty region (invalid_parameter) and
   // one that would pass 2^64 (wraps).
@@ -94,12 +81,7 @@ public:
   };
 
   void attach(map_listener& listener) {
-    listener.detach();
-    listener.map_ = this;
-    listener.next_ = head_;
-    if (head_ != nullptr)
-      head_->prev_ = &listener;
-    head_ = &listener;
+    listeners_.push_front(listener);
     listener.begin();
     for (const flat_section& s : view_)
       listener.section_added(s);
@@ -110,8 +92,6 @@ public:
   [[nodiscard]] const std::vector<memory_region>& regions() const noexcept { return regions_; }
 
 private:
-  friend class map_listener;
-
   std::vector<memory_region>::iterator find(std::uint64_t id) {
     return std::find_if(regions_.begin(), regions_.end(), [id](const memory_region& r) { return r.id == id; });
   }
@@ -124,37 +104,20 @@ private:
     view_ = std::move(next);
     if (change.removed.empty() && change.added.empty())
       return;
-    for (map_listener* l = head_; l != nullptr; l = l->next_) {
-      l->begin();
+    listeners_.for_each([&](map_listener& l) {
+      l.begin();
       for (const flat_section& s : change.removed)
-        l->section_removed(s);
+        l.section_removed(s);
       for (const flat_section& s : change.added)
-        l->section_added(s);
-      l->commit();
-    }
-  }
-
-  void unlink(map_listener& l) noexcept {
-    if (l.prev_ != nullptr)
-      l.prev_->next_ = l.next_;
-    else
-      head_ = l.next_;
-    if (l.next_ != nullptr)
-      l.next_->prev_ = l.prev_;
-    l.prev_ = l.next_ = nullptr;
-    l.map_ = nullptr;
+        l.section_added(s);
+      l.commit();
+    });
   }
 
   std::vector<memory_region> regions_;
   flat_view view_;
-  map_listener* head_ = nullptr;
+  detail::intrusive_list<map_listener> listeners_;
   int batch_depth_ = 0;
 };
-
-inline void map_listener::detach() noexcept {
-  if (map_ != nullptr)
-    map_->unlink(*this);
-}
-inline map_listener::~map_listener() { detach(); }
 
 } // namespace iopt

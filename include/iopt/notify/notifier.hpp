@@ -23,6 +23,7 @@
 #include <utility>
 
 #include <iopt/addr/address.hpp>
+#include <iopt/detail/intrusive_list.hpp>
 #include <iopt/format/permission.hpp>
 #include <iopt/table/mappings.hpp>
 #include <iopt/window/container.hpp>
@@ -35,25 +36,15 @@ struct iommu_event {
   friend bool operator==(const iommu_event&, const iommu_event&) = default;
 };
 
-class notifier_list;
-
-class iommu_notifier {
+class iommu_notifier : public detail::intrusive_node<iommu_notifier> {
 public:
   iommu_notifier() noexcept = default;
-  iommu_notifier(const iommu_notifier&) = delete;
-  iommu_notifier& operator=(const iommu_notifier&) = delete;
-  virtual ~iommu_notifier();
+  virtual ~iommu_notifier() = default;
 
   virtual void notify(const iommu_event&) noexcept = 0;
 
-  [[nodiscard]] bool attached() const noexcept { return list_ != nullptr; }
-  void detach() noexcept;
-
-private:
-  friend class notifier_list;
-  notifier_list* list_ = nullptr;
-  iommu_notifier* prev_ = nullptr;
-  iommu_notifier* next_ = nullptr;
+  [[nodiscard]] bool attached() const noexcept { return linked(); }
+  void detach() noexcept { unlink(); }
 };
 
 // A notifier that calls a function object.
@@ -78,32 +69,23 @@ public:
   notifier_list() noexcept = default;
   notifier_list(const notifier_list&) = delete;
   notifier_list& operator=(const notifier_list&) = delete;
-  ~notifier_list() {
-    while (head_ != nullptr)
-      head_->detach();
-  }
 
   // Links `n` after replaying the window's current mappings to it.
   template <class Table>
   void attach(iommu_notifier& n, const Table& window) {
     n.detach();
     replay(window, n);
-    n.list_ = this;
-    n.next_ = head_;
-    if (head_ != nullptr)
-      head_->prev_ = &n;
-    head_ = &n;
+    notifiers_.push_front(n);
   }
 
   void notify(const iommu_event& e) const noexcept {
-    for (iommu_notifier* n = head_; n != nullptr; n = n->next_)
-      n->notify(e);
+    notifiers_.for_each([&](iommu_notifier& n) { n.notify(e); });
   }
   // The changes to [first, first + pages) of `window`: one unmap of the
   // range, then a map per run now mapped in it.
   template <class Table>
   void notify_changed(const Table& window, ioba first, std::uint64_t pages) const {
-    if (head_ == nullptr)
+    if (notifiers_.empty())
       return;
     notify(iommu_event{iommu_event::kind::unmap, mapped_run{first, 0, pages, permission::none}});
     (void)window.for_each_run(first, pages, [&](const mapped_run& run) {
@@ -120,29 +102,11 @@ public:
                            this};
   }
 
-  [[nodiscard]] bool empty() const noexcept { return head_ == nullptr; }
+  [[nodiscard]] bool empty() const noexcept { return notifiers_.empty(); }
 
 private:
-  friend class iommu_notifier;
-  void unlink(iommu_notifier& n) noexcept {
-    if (n.prev_ != nullptr)
-      n.prev_->next_ = n.next_;
-    else
-      head_ = n.next_;
-    if (n.next_ != nullptr)
-      n.next_->prev_ = n.prev_;
-    n.prev_ = n.next_ = nullptr;
-    n.list_ = nullptr;
-  }
-
-  iommu_notifier* head_ = nullptr;
+  detail::intrusive_list<iommu_notifier> notifiers_;
 };
-
-inline void iommu_notifier::detach() noexcept {
-  if (list_ != nullptr)
-    list_->unlink(*this);
-}
-inline iommu_notifier::~iommu_notifier() { detach(); }
 
 // A change sink for the hypercall front end (hcall/change_sink.hpp) that
 // turns each changed range of one guest window into notifier events.

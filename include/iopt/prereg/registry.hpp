@@ -36,6 +36,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <mutex>
+#include <utility>
 
 #include <iopt/addr/address.hpp>
 #include <iopt/addr/align.hpp>
@@ -236,10 +237,7 @@ public:
   // not_found if there is none; busy if it is being unregistered.
   [[nodiscard]] result<prereg_region*> acquire(ua first, std::uint64_t size) noexcept {
     for (;;) {
-      const std::uint64_t seq = begin_read();
-      prereg_region* r = find(first, size);
-      if (!end_read(seq))
-        continue;
+      const auto [r, seq] = find_consistent(first, size);
       if (r == nullptr)
         return status::not_found;
       if (!r->try_raise()) {
@@ -256,18 +254,13 @@ public:
   void release(prereg_region* region) noexcept { region->lower(); }
   // The same for a mapping that remembers only its user address: the region
   // that holds [first, first + size) cannot go away while the caller holds a
-  // use of it, so it is found without retrying.
+  // use of it, so the one found is the one to lower.
   status release(ua first, std::uint64_t size) noexcept {
-    for (;;) {
-      const std::uint64_t seq = begin_read();
-      prereg_region* r = find(first, size);
-      if (!end_read(seq))
-        continue;
-      if (r == nullptr)
-        return status::not_found;
-      r->lower();
-      return status::ok;
-    }
+    prereg_region* r = find_consistent(first, size).first;
+    if (r == nullptr)
+      return status::not_found;
+    r->lower();
+    return status::ok;
   }
 
   // The host physical address of the IOMMU page of 2^page_shift bytes at
@@ -326,6 +319,17 @@ private:
     return s;
   }
   bool end_read(std::uint64_t s) const noexcept { return seq_.load(std::memory_order_acquire) == s; }
+
+  // The region containing the range as one consistent read saw it, and the
+  // sequence number of that read.
+  std::pair<prereg_region*, std::uint64_t> find_consistent(ua first, std::uint64_t size) const noexcept {
+    for (;;) {
+      const std::uint64_t seq = begin_read();
+      prereg_region* r = find(first, size);
+      if (end_read(seq))
+        return {r, seq};
+    }
+  }
 
   // First index position whose region starts at or after `value`.
   static std::size_t lower_bound(const entry* index, std::size_t n, std::uint64_t value) noexcept {

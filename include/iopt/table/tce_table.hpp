@@ -282,7 +282,7 @@ public:
     const std::uint64_t last_page = first_page + (tces.size() - 1);
     if (const status s = ensure_levels(first_page, last_page, may); s != status::ok)
       return s;
-    list_writer writer{tces.data()};
+    list_writer writer{{}, tces.data()};
     walker::template walk<top>(top_, first_page, last_page, writer);
     return status::ok;
   }
@@ -414,7 +414,7 @@ private:
     const std::uint64_t last = first + (pages - 1);
     if (const status s = ensure_levels(first, last, may); s != status::ok)
       return s;
-    sequence_writer writer{value, step};
+    sequence_writer writer{{}, value, step};
     walker::template walk<top>(top_, first, last, writer);
     return status::ok;
   }
@@ -548,8 +548,17 @@ private:
 
   // ---- range visitors ------------------------------------------------------
 
+  // Writers run after ensure_levels: a missing level cannot happen.
+  struct prepared_writer {
+    template <unsigned Level>
+    detail::on_missing missing(std::uint64_t&, std::uint64_t, std::uint64_t) noexcept {
+      IOPT_ASSERT(false && "levels were ensured before writing");
+      return detail::on_missing::stop;
+    }
+  };
+
   // Writes value, value + step, ... (step is a page for a mapping, 0 for a fill).
-  struct sequence_writer {
+  struct sequence_writer : prepared_writer {
     std::uint64_t value; // the TCE value of the next page
     std::uint64_t step;
 
@@ -570,15 +579,10 @@ private:
       value = v;
       return true;
     }
-    template <unsigned Level>
-    detail::on_missing missing(std::uint64_t&, std::uint64_t, std::uint64_t) noexcept {
-      IOPT_ASSERT(false && "levels were ensured before writing");
-      return detail::on_missing::stop;
-    }
   };
 
   // Writes normalized values from a list that was checked beforehand.
-  struct list_writer {
+  struct list_writer : prepared_writer {
     const std::uint64_t* next;
 
     IOPT_ALWAYS_INLINE bool leaf(std::uint64_t* block, std::size_t lo, std::size_t hi,
@@ -586,11 +590,6 @@ private:
       for (std::size_t i = lo; i <= hi; ++i)
         detail::store_entry(block[i], format::to_memory(format::normalize(*next++)));
       return true;
-    }
-    template <unsigned Level>
-    detail::on_missing missing(std::uint64_t&, std::uint64_t, std::uint64_t) noexcept {
-      IOPT_ASSERT(false && "levels were ensured before writing");
-      return detail::on_missing::stop;
     }
   };
 
