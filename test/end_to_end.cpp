@@ -89,7 +89,7 @@ TEST_CASE("a guest with a huge window, from memory map to device translation and
     std::vector<std::uint64_t> list;
     for (std::uint64_t i = 0; i < 128; ++i)
       list.push_back((32 * mib + i * page) | 3);
-    guest_memory.write_tce_list(gpa{ram_bytes - 4096}, list);
+    REQUIRE(guest_memory.write_tce_list(gpa{ram_bytes - 4096}, list) == status::ok);
     const std::uint64_t dma = bus->value() + (std::uint64_t{1} << 30);
     REQUIRE(hcalls.put_tce_indirect(liobn, dma, ram_bytes - 4096, 128, hcall_path::fast) == status::too_hard);
     REQUIRE(hcalls.put_tce_indirect(liobn, dma, ram_bytes - 4096, 128, hcall_path::slow) == status::ok);

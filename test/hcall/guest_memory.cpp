@@ -19,7 +19,8 @@ TEST_CASE("the buffer-backed guest memory reads, faults and defers like a guest'
   CHECK_FALSE(m.is_ram(gpa{UINT64_MAX}, 2)); // would wrap
 
   const std::uint64_t tces[] = {0x1122'3344'5566'7788, 3};
-  m.write_tce_list(gpa{0x11000}, tces);
+  REQUIRE(m.write_tce_list(gpa{0x11000}, tces) == status::ok);
+  CHECK(m.write_tce_list(gpa{0x13ff8}, tces) == status::fault); // would run past RAM: nothing written
   std::array<std::uint64_t, 2> back{};
   REQUIRE(m.read(gpa{0x11000}, std::as_writable_bytes(std::span(back)), hcall_path::fast) == status::ok);
   CHECK(buffer_guest_memory::to_big_endian(back[0]) == tces[0]); // stored big-endian, as PAPR says

@@ -89,12 +89,12 @@ TEST_CASE("bad input: status, PAPR code, and nothing changed") {
       {"indirect: the last TCE has a stray bit", [](auto& g) {
          std::vector<std::uint64_t> tces(64, page | 1);
          tces.back() |= 0x8;
-         g.memory.write_tce_list(gpa{list}, tces);
+         REQUIRE(g.memory.write_tce_list(gpa{list}, tces) == status::ok);
          return g.hcalls.put_tce_indirect(liobn, g.bus(10), list, 64, hcall_path::slow); }, status::not_aligned},
       {"indirect: one TCE in the middle outside guest RAM", [](auto& g) {
          std::vector<std::uint64_t> tces(512, 2 * page | 3);
          tces[300] = guest_ram_bytes<config> | 3;
-         g.memory.write_tce_list(gpa{list}, tces);
+         REQUIRE(g.memory.write_tce_list(gpa{list}, tces) == status::ok);
          return g.hcalls.put_tce_indirect(liobn, g.bus(100), list, 512, hcall_path::slow); }, status::not_permitted},
       {"stuff: a mapping, without the QEMU option", [](auto& g) { return g.hcalls.stuff_tce(liobn, g.bus(0), page | 1, 4, hcall_path::slow); }, status::invalid_parameter},
       {"stuff: zero pages", [](auto& g) { return g.hcalls.stuff_tce(liobn, g.bus(0), 0, 0, hcall_path::slow); }, status::invalid_parameter},
@@ -104,7 +104,7 @@ TEST_CASE("bad input: status, PAPR code, and nothing changed") {
       {"stuff: npages that wraps the bus address", [](auto& g) { return g.hcalls.stuff_tce(liobn, g.bus(1), 0, UINT64_MAX, hcall_path::slow); }, status::out_of_window},
       {"fast path: put needs a level", [](auto& g) { return g.hcalls.put_tce(liobn, g.bus(1 << 20), page | 1, hcall_path::fast); }, status::too_hard},
       {"fast path: list page not resident", [](auto& g) {
-         g.memory.write_tce_list(gpa{list}, std::vector<std::uint64_t>(4, page | 1));
+         REQUIRE(g.memory.write_tce_list(gpa{list}, std::vector<std::uint64_t>(4, page | 1)) == status::ok);
          g.memory.make_slow_only(gpa{list});
          return g.hcalls.put_tce_indirect(liobn, g.bus(0), list, 4, hcall_path::fast); }, status::too_hard},
   };
@@ -195,7 +195,7 @@ status issue_random_call(guest<Config>& g, random_calls<Config>& r, hcall_path p
     list_used.resize(pages);
     for (auto& t : list_used)
       t = r.next(40) == 0 ? r.tce() : r.next(g.ram_pages()) * guest<Config>::page | (1 + r.next(3));
-    g.memory.write_tce_list(gpa{list_area<Config>}, list_used);
+    REQUIRE(g.memory.write_tce_list(gpa{list_area<Config>}, list_used) == status::ok);
     return g.hcalls.put_tce_indirect(test_liobn, g.bus(first), list_area<Config>, pages, path);
   }
   pages = 1 + r.next(2000);

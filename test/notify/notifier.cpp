@@ -93,7 +93,7 @@ TEST_CASE("the hypercall front end reports through notifiers: one event per run,
   std::vector<std::uint64_t> tces(512);
   for (std::uint64_t i = 0; i < 512; ++i)
     tces[i] = (i * page) | 3;
-  memory.write_tce_list(gpa{0x100000}, tces);
+  REQUIRE(memory.write_tce_list(gpa{0x100000}, tces) == status::ok);
   REQUIRE(hcalls.put_tce_indirect(7, huge_window_bus_offset, 0x100000, 512, hcall_path::slow) == status::ok);
   REQUIRE(log.events.size() == 2); // unmap of the range, then one map run of 512 pages
   CHECK(log.events[1].run.pages == 512);

@@ -82,15 +82,22 @@ public:
   }
 
   // ---- for tests ----
-  void write(gpa to, std::span<const std::byte> data) {
+  // Writes guest memory; fault (nothing written) if any byte is not RAM.
+  status write(gpa to, std::span<const std::byte> data) noexcept {
+    if (!is_ram(to, data.size()))
+      return status::fault;
     std::memcpy(bytes_.data() + ram_.offset_of(to), data.data(), data.size());
+    return status::ok;
   }
   // PAPR's TCE lists are big-endian 64-bit values.
-  void write_tce_list(gpa to, std::span<const std::uint64_t> tces) {
+  status write_tce_list(gpa to, std::span<const std::uint64_t> tces) noexcept {
+    if (!is_ram(to, tces.size() * sizeof(std::uint64_t)))
+      return status::fault;
     for (std::size_t i = 0; i < tces.size(); ++i) {
       const std::uint64_t be = to_big_endian(tces[i]);
-      write(to + i * 8, std::as_bytes(std::span(&be, 1)));
+      (void)write(to + i * 8, std::as_bytes(std::span(&be, 1)));
     }
+    return status::ok;
   }
   // Reads of this 4 KiB page fail (fault) on both paths.
   void make_faulting(gpa page) { faulting_.insert(page.value() >> page_shift); }
