@@ -33,7 +33,7 @@ TEST_CASE("the fault-injecting allocator fails the n-th allocation and counts wh
   CHECK(alloc.allocate(64, 64) == nullptr);
   void* c = alloc.allocate(128, 128);
   CHECK(c != nullptr);
-  CHECK(plan.allocations == 3);
+  CHECK(plan.points == 3);
   CHECK(plan.failures == 1);
   CHECK(plan.live_blocks == 2);
   CHECK(plan.live_bytes == 192);

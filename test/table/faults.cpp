@@ -58,7 +58,7 @@ TEST_CASE_TEMPLATE("every allocation point of map and map_range can fail cleanly
     plan.reset_counts();
     for (operation op : operations)
       REQUIRE(op(t, first, pages) == status::ok);
-    points = plan.allocations;
+    points = plan.points;
   }
   REQUIRE(points >= 3);
   CHECK(plan.live_blocks == 0);
@@ -98,7 +98,7 @@ TEST_CASE("a table whose eager levels cannot all be allocated is not made") {
   {
     auto t = tce_table<eager_small>::create(ioba{0}, std::uint64_t{1} << 32, fault_injecting_allocator(plan));
     REQUIRE(t);
-    points = plan.allocations;
+    points = plan.points;
   }
   REQUIRE(points == 1 + 8); // the top level and eight leaves
   for (std::uint64_t n = 1; n <= points; ++n) {

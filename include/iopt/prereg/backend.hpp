@@ -27,6 +27,7 @@
 #include <iopt/addr/address.hpp>
 #include <iopt/addr/align.hpp>
 #include <iopt/status.hpp>
+#include <iopt/table/fault_injecting_allocator.hpp>
 
 namespace iopt {
 
@@ -52,6 +53,8 @@ public:
   status pin(ua first, std::uint64_t bytes) noexcept {
     ++pin_calls_;
     if (fail_pin_at_ != 0 && pin_calls_ == fail_pin_at_)
+      return status::no_memory;
+    if (plan_ != nullptr && plan_->next_point_fails())
       return status::no_memory;
     for (std::uint64_t off = 0; off < bytes; off += page_bytes())
       ++pins_[(first.value() + off) >> page_shift_];
@@ -89,6 +92,8 @@ public:
     pin_calls_ = 0;
     fail_pin_at_ = n;
   }
+  // Pins become points of a fault plan (table/fault_injecting_allocator.hpp).
+  void count_pins_in(fault_plan& plan) noexcept { plan_ = &plan; }
   std::uint64_t pinned_pages() const noexcept { return pinned_pages_; }
   std::uint64_t pin_count(ua page) const noexcept {
     const auto it = pins_.find(page.value() >> page_shift_);
@@ -105,6 +110,7 @@ private:
   std::uint64_t pinned_pages_ = 0;
   std::uint64_t pin_calls_ = 0;
   std::uint64_t fail_pin_at_ = 0;
+  fault_plan* plan_ = nullptr;
   ua huge_first_{};
   std::uint64_t huge_bytes_ = 0;
   unsigned huge_shift_ = 0;

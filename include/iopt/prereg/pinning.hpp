@@ -21,6 +21,9 @@
 //       pinned, charged or counted.
 //   void s.unmap_page(ua page, unsigned page_shift, permission) noexcept
 //       undoes map_page; a writable page is reported dirtied first.
+//   result<hpa> s.translate_page(ua page, unsigned page_shift) noexcept
+//       the target of a page map_page already accepted, with no side effect
+//       (so a caller can pin a whole range first and write it afterwards).
 //
 // Dirty pages: a device that could write a page may have written it, so
 // live migration must copy it again. The dirty hook hears of every writable
@@ -53,6 +56,7 @@ concept pinning_strategy = requires(S& s, ua page, unsigned shift, permission pe
   { S::model } -> std::convertible_to<memory_model>;
   { s.map_page(page, shift, perm, target) } noexcept -> std::same_as<status>;
   { s.unmap_page(page, shift, perm) } noexcept;
+  { s.translate_page(page, shift) } noexcept -> std::same_as<result<hpa>>;
 };
 
 // Where dirtied pages are reported: a plain function and its context, so
@@ -80,6 +84,7 @@ public:
   void unmap_page(ua page, unsigned page_shift, permission perm) noexcept {
     dirty_(page, std::uint64_t{1} << page_shift, perm);
   }
+  result<hpa> translate_page(ua page, unsigned) noexcept { return hpa{page.value()}; }
 
 private:
   dirty_hook dirty_;
@@ -113,6 +118,9 @@ public:
     dirty_(page, bytes, perm);
     [[maybe_unused]] const status s = registry_->release(page, bytes);
     IOPT_ASSERT(s == status::ok);
+  }
+  result<hpa> translate_page(ua page, unsigned page_shift) noexcept {
+    return registry_->translate(page, page_shift);
   }
 
   [[nodiscard]] Registry& registry() noexcept { return *registry_; }
@@ -174,6 +182,7 @@ public:
     }
     accounting_->uncharge(bytes);
   }
+  result<hpa> translate_page(ua page, unsigned) noexcept { return backend_->translate(page); }
 
   [[nodiscard]] std::size_t pinned_pages() const noexcept {
     std::lock_guard<std::mutex> lock(pins_lock_);

@@ -276,6 +276,15 @@ public:
     return backend_->translate(page);
   }
 
+  // The same for a page the caller knows is inside a region it holds a use
+  // of (a mapping made earlier): the region is found without a handle.
+  [[nodiscard]] result<hpa> translate(ua page, unsigned page_shift) noexcept {
+    const prereg_region* r = find_consistent(page, std::uint64_t{1} << page_shift).first;
+    if (r == nullptr)
+      return status::not_found;
+    return translate(*r, page, page_shift);
+  }
+
   [[nodiscard]] std::size_t region_count() const noexcept { return count_.load(std::memory_order_relaxed); }
   [[nodiscard]] Backend& backend() noexcept { return *backend_; }
   [[nodiscard]] Accounting& accounting() noexcept { return *accounting_; }

@@ -2,10 +2,15 @@
 // SPDX-License-Identifier: MIT
 //
 // An allocator for tests: it forwards to the heap, counts every allocation
-// point, can make the N-th allocation fail, and knows how many blocks and
-// bytes are live, so a test can show that a failed operation changed nothing
-// and leaked nothing. Copies share one fault_plan, so the plan a test holds
-// sees what the table's copy does.
+// point, can make the N-th fail, and knows how many blocks and bytes are
+// live, so a test can show that a failed operation changed nothing and leaked
+// nothing. Copies share one fault_plan, so the plan a test holds sees what
+// the table's copy does.
+//
+// A fault_plan counts *points*: every place that can fail and consults the
+// plan (allocations here, charges in fault_injecting_accounting, pins in the
+// simulated backend) is one point, numbered in the order they happen, so a
+// test can fail a composite operation at each of its points in turn.
 #pragma once
 
 #include <cstddef>
@@ -17,24 +22,31 @@
 namespace iopt {
 
 struct fault_plan {
-  // The allocation (1-based, counted from the last reset) that fails;
-  // 0 means none does.
+  // The point (1-based, counted from the last reset) that fails; 0: none.
   std::uint64_t fail_at = 0;
-  // When true, every allocation from fail_at on fails, not only that one.
+  // When true, every point from fail_at on fails, not only that one.
   bool keep_failing = false;
 
-  std::uint64_t allocations = 0; // attempts since the last reset, failed ones included
+  std::uint64_t points = 0; // points passed since the last reset, failed ones included
   std::uint64_t failures = 0;
   std::int64_t live_blocks = 0;
   std::int64_t live_bytes = 0;
 
-  void reset_counts() noexcept { allocations = failures = 0; }
+  void reset_counts() noexcept { points = failures = 0; }
   void fail_nth(std::uint64_t n, bool and_after = false) noexcept {
     reset_counts();
     fail_at = n;
     keep_failing = and_after;
   }
   void never_fail() noexcept { fail_at = 0; }
+
+  // Counts one point; true when it is to fail.
+  bool next_point_fails() noexcept {
+    const std::uint64_t n = ++points;
+    const bool fail = fail_at != 0 && (n == fail_at || (keep_failing && n > fail_at));
+    failures += fail ? 1 : 0;
+    return fail;
+  }
 };
 
 class fault_injecting_allocator {
@@ -44,11 +56,8 @@ public:
 
   [[nodiscard]] void* allocate(std::size_t bytes, std::size_t alignment) noexcept {
     fault_plan& p = plan();
-    const std::uint64_t n = ++p.allocations;
-    if (p.fail_at != 0 && (n == p.fail_at || (p.keep_failing && n > p.fail_at))) {
-      ++p.failures;
+    if (p.next_point_fails())
       return nullptr;
-    }
     void* block = heap_.allocate(bytes, alignment);
     if (block != nullptr) {
       ++p.live_blocks;

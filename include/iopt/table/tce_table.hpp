@@ -69,6 +69,26 @@ class tce_table {
   using walker = detail::walker<Config>;
   static constexpr unsigned top = geometry::top;
 
+  // Zeroed blocks allocated for one operation before any is installed,
+  // kept as one intrusive list per level (the link lives in word 0).
+  struct level_reserve {
+    std::array<std::uint64_t*, geometry::levels> head{};
+
+    void push(unsigned level, std::uint64_t* block) noexcept {
+      block[0] = reinterpret_cast<std::uintptr_t>(head[level]);
+      head[level] = block;
+    }
+    std::uint64_t* pop(unsigned level) noexcept {
+      std::uint64_t* block = head[level];
+      if (block != nullptr) {
+        head[level] = reinterpret_cast<std::uint64_t*>(block[0]);
+        block[0] = 0;
+      }
+      return block;
+    }
+  };
+
+
 public:
   using config_type = Config;
   using format = format_traits<typename traits::format>;
@@ -308,10 +328,51 @@ public:
   // entry: afterwards writes to that range cannot fail for want of memory.
   // All or nothing, like every allocation here.
   status prepare(ioba first, std::uint64_t pages) noexcept {
+    level_reservation r = reserve(first, pages);
+    if (!r)
+      return r.error();
+    install(r);
+    return status::ok;
+  }
+
+  // The same in two steps, for callers that must prepare several tables all
+  // or nothing: reserve() allocates every missing block privately (nothing
+  // is visible yet; a reservation never installed gives its blocks back when
+  // it is destroyed), install() publishes them and cannot fail.
+  class level_reservation {
+  public:
+    level_reservation(level_reservation&& other) noexcept
+        : table_(std::exchange(other.table_, nullptr)), first_(other.first_), last_(other.last_),
+          blocks_(std::exchange(other.blocks_, level_reserve{})), status_(other.status_) {}
+    level_reservation& operator=(level_reservation&&) = delete;
+    ~level_reservation() {
+      if (table_ != nullptr)
+        table_->free_reserve(blocks_);
+    }
+    [[nodiscard]] explicit operator bool() const noexcept { return status_ == status::ok; }
+    [[nodiscard]] status error() const noexcept { return status_; }
+
+  private:
+    friend class tce_table;
+    level_reservation(tce_table* table, std::uint64_t first, std::uint64_t last, status s) noexcept
+        : table_(table), first_(first), last_(last), status_(s) {}
+    tce_table* table_;
+    std::uint64_t first_, last_;
+    level_reserve blocks_{};
+    status status_;
+  };
+
+  [[nodiscard]] level_reservation reserve(ioba first, std::uint64_t pages) noexcept {
     std::uint64_t first_page = 0;
-    if (const status s = check_range(first, pages, first_page); IOPT_UNLIKELY(s != status::ok))
-      return s;
-    return ensure_levels(first_page, first_page + (pages - 1));
+    if (const status s = check_range(first, pages, first_page); s != status::ok)
+      return level_reservation(nullptr, 0, 0, s);
+    return reserve_pages(first_page, first_page + (pages - 1));
+  }
+  void install(level_reservation& r) noexcept {
+    if (r.table_ == this && r.status_ == status::ok) {
+      level_installer installer{this, &r.blocks_};
+      walker::template walk<top>(top_, r.first_, r.last_, installer);
+    }
   }
 
   // Empties `pages` entries from `first`. Never allocates; with the
@@ -441,25 +502,6 @@ private:
     alloc_.deallocate(block, geometry::block_bytes(level), lower_alignment(level));
   }
 
-  // Zeroed blocks allocated for one operation before any is installed,
-  // kept as one intrusive list per level (the link lives in word 0).
-  struct level_reserve {
-    std::array<std::uint64_t*, levels> head{};
-
-    void push(unsigned level, std::uint64_t* block) noexcept {
-      block[0] = reinterpret_cast<std::uintptr_t>(head[level]);
-      head[level] = block;
-    }
-    std::uint64_t* pop(unsigned level) noexcept {
-      std::uint64_t* block = head[level];
-      if (block != nullptr) {
-        head[level] = reinterpret_cast<std::uint64_t*>(block[0]);
-        block[0] = 0;
-      }
-      return block;
-    }
-  };
-
   // Counts the blocks missing below [first, last]: reading only.
   struct missing_counter {
     std::array<std::uint64_t, levels> blocks{};
@@ -516,34 +558,44 @@ private:
         return status::ok;
       if (may == allocation::forbidden)
         return status::too_hard;
-      return install_levels(first, last, counter);
+      level_reservation r = reserve_counted(first, last, counter);
+      if (!r)
+        return r.error();
+      install(r);
+      return status::ok;
     }
   }
 
-  IOPT_COLD status install_levels(std::uint64_t first, std::uint64_t last,
-                                  const missing_counter& counter) noexcept {
-    level_reserve reserve;
-    status result = status::ok;
-    for (unsigned level = 0; level < top && result == status::ok; ++level) {
+  level_reservation reserve_pages(std::uint64_t first, std::uint64_t last) noexcept {
+    missing_counter counter;
+    if constexpr (levels > 1)
+      walker::template walk<top>(top_, first, last, counter);
+    return reserve_counted(first, last, counter);
+  }
+
+  // Allocates what the counter found missing; nothing is installed here.
+  IOPT_COLD level_reservation reserve_counted(std::uint64_t first, std::uint64_t last,
+                                              const missing_counter& counter) noexcept {
+    level_reservation r(this, first, last, status::ok);
+    for (unsigned level = 0; level < top; ++level) {
       for (std::uint64_t n = 0; n < counter.blocks[level]; ++n) {
         std::uint64_t* block = allocate_block(geometry::block_bytes(level), lower_alignment(level));
         if (block == nullptr) {
-          result = status::no_memory;
-          break;
+          r.status_ = status::no_memory;
+          return r; // its destructor gives back what was allocated
         }
-        reserve.push(level, block);
+        r.blocks_.push(level, block);
       }
     }
-    if (result == status::ok) {
-      level_installer installer{this, &reserve};
-      walker::template walk<top>(top_, first, last, installer);
-    }
-    // What was not installed (all of it after a failure, losers of races
-    // otherwise) goes back.
+    return r;
+  }
+
+  // Frees the blocks of a reservation that were not installed (all of them
+  // after a failure, the losers of races otherwise).
+  void free_reserve(level_reserve& blocks) noexcept {
     for (unsigned level = 0; level < top; ++level)
-      while (std::uint64_t* block = reserve.pop(level))
+      while (std::uint64_t* block = blocks.pop(level))
         free_lower_block(level, block);
-    return result;
   }
 
   // ---- range visitors ------------------------------------------------------

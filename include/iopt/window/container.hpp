@@ -374,42 +374,39 @@ private:
     });
     if (occupied)
       return status::exists;
-    if (const status s = w.prepare(iova, pages); s != status::ok)
-      return s;
+    // All or nothing, in an order where every fallible step comes before
+    // anything is visible: reserve the levels (nothing installed yet), pin
+    // every page (undone on failure; the reservation then gives its blocks
+    // back), and only then install the levels and write the entries, which
+    // cannot fail.
+    auto levels = w.reserve(iova, pages);
+    if (!levels)
+      return levels.error;
     for (std::uint64_t i = 0; i < pages; ++i) {
       hpa target{};
-      const ua page{from.value() + (i << shift)};
-      const status s = strategy_->map_page(page, shift, perm, target);
-      if (s != status::ok) {
-        undo_first(w, iova, from, i, perm);
+      if (const status s = strategy_->map_page(page_of(from, i, shift), shift, perm, target); s != status::ok) {
+        for (std::uint64_t k = 0; k < i; ++k)
+          strategy_->unmap_page(page_of(from, k, shift), shift, perm);
         return s;
       }
+    }
+    w.install(levels);
+    for (std::uint64_t i = 0; i < pages; ++i) {
+      const ua page = page_of(from, i, shift);
+      const auto target = strategy_->translate_page(page, shift);
+      IOPT_ASSERT(target.has_value()); // the page was accepted just above
       const ioba bus{iova.value() + (i << shift)};
-      status written = w.table().map(bus, target.value(), perm, allocation::forbidden);
+      [[maybe_unused]] status written = w.table().map(bus, target->value(), perm, allocation::forbidden);
       if constexpr (Window::has_shadow)
-        if (written == status::ok)
-          written = w.shadow().map(bus, page.value(), perm, allocation::forbidden);
-      if (written != status::ok) { // e.g. a target the format cannot hold
-        strategy_->unmap_page(page, shift, perm);
-        w.clear(bus, 1);
-        undo_first(w, iova, from, i, perm);
-        return written;
-      }
+        written = w.shadow().map(bus, page.value(), perm, allocation::forbidden);
+      IOPT_ASSERT(written == status::ok);
     }
     if (changes_)
       (void)w.table().for_each_run(iova, pages, [&](const mapped_run& run) { changes_(true, run); });
     return status::ok;
   }
 
-  // Undoes the first `count` pages of a mapping being made.
-  template <class Window>
-  void undo_first(Window& w, ioba iova, ua from, std::uint64_t count, permission perm) noexcept {
-    if (count == 0)
-      return;
-    for (std::uint64_t k = 0; k < count; ++k)
-      strategy_->unmap_page(ua{from.value() + (k << Window::page_shift)}, Window::page_shift, perm);
-    w.clear(iova, count);
-  }
+  static ua page_of(ua from, std::uint64_t i, unsigned shift) noexcept { return ua{from.value() + (i << shift)}; }
 
   void release_slot(unsigned i) noexcept {
     std::visit([&](auto& w) {

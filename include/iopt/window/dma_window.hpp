@@ -76,14 +76,31 @@ public:
       return table_.memory_bytes();
   }
 
-  // Levels for [first, first + pages) in both tables, so that the writes of
-  // a mapping cannot fail half way.
-  status prepare(ioba first, std::uint64_t pages) noexcept {
-    if (const status s = table_.prepare(first, pages); s != status::ok)
-      return s;
+  // Levels for [first, first + pages) in both tables, reserved (allocated
+  // but not yet visible) so that a caller can do its other fallible steps
+  // before anything changes; install() then makes them visible and cannot
+  // fail. If either reservation fails, neither table changed.
+  struct level_reservations {
+    typename table_type::level_reservation table;
+    std::conditional_t<Shadow, typename shadow_type::level_reservation, no_shadow> shadow;
+    status error = status::ok;
+    explicit operator bool() const noexcept { return error == status::ok; }
+  };
+  [[nodiscard]] level_reservations reserve(ioba first, std::uint64_t pages) noexcept {
+    if constexpr (Shadow) {
+      level_reservations r{table_.reserve(first, pages), shadow_.reserve(first, pages), status::ok};
+      r.error = !r.table ? r.table.error() : !r.shadow ? r.shadow.error() : status::ok;
+      return r;
+    } else {
+      level_reservations r{table_.reserve(first, pages), {}, status::ok};
+      r.error = r.table ? status::ok : r.table.error();
+      return r;
+    }
+  }
+  void install(level_reservations& r) noexcept {
+    table_.install(r.table);
     if constexpr (Shadow)
-      return shadow_.prepare(first, pages);
-    return status::ok;
+      shadow_.install(r.shadow);
   }
 
   // Calls undo(ua page, permission) for every mapped page in the range: the
