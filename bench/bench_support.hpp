@@ -16,10 +16,10 @@ class entry_buffer {
 public:
   explicit entry_buffer(std::size_t entries)
       : bytes_(entries * sizeof(std::uint64_t)),
-        data_(static_cast<std::uint64_t*>(::operator new(bytes_, std::align_val_t{4096}))) {
+        data_(static_cast<std::uint64_t*>(::operator new (bytes_, std::align_val_t{4096}))) {
     std::memset(data_, 1, bytes_);
   }
-  ~entry_buffer() { ::operator delete(data_, std::align_val_t{4096}); }
+  ~entry_buffer() { ::operator delete (data_, std::align_val_t{4096}); }
   entry_buffer(const entry_buffer&) = delete;
   entry_buffer& operator=(const entry_buffer&) = delete;
   std::uint64_t* data() noexcept { return data_; }

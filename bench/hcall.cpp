@@ -44,7 +44,9 @@ struct bench_guest {
       std::abort();
     return std::move(made).value();
   }
-  std::uint64_t bus(std::uint64_t page_index) const { return huge_window_bus_offset + page_index * page; }
+  std::uint64_t bus(std::uint64_t page_index) const {
+    return huge_window_bus_offset + page_index * page;
+  }
   // Targets inside guest RAM for any page size.
   static std::uint64_t tce(std::uint64_t i) { return ((i * page) % guest_ram) | 3; }
 };
@@ -73,7 +75,8 @@ void BM_h_put_tce_indirect_512(benchmark::State& state) {
   if (g.hcalls.put_tce_indirect(liobn, g.bus(0), list_gpa, 512, hcall_path::slow) != status::ok)
     std::abort();
   for (auto _ : state)
-    benchmark::DoNotOptimize(g.hcalls.put_tce_indirect(liobn, g.bus(0), list_gpa, 512, hcall_path::fast));
+    benchmark::DoNotOptimize(
+        g.hcalls.put_tce_indirect(liobn, g.bus(0), list_gpa, 512, hcall_path::fast));
   iopt_bench::set_entry_counters(state, 512);
 }
 
@@ -107,10 +110,10 @@ void BM_h_stuff_tce_clear_1m(benchmark::State& state) {
 
 } // namespace
 
-#define IOPT_HCALL_BENCH(bm, ...)                                                                   \
-  BENCHMARK_TEMPLATE(bm, iopt::config_4k) __VA_ARGS__;                                              \
-  BENCHMARK_TEMPLATE(bm, iopt::config_64k) __VA_ARGS__;                                             \
-  BENCHMARK_TEMPLATE(bm, iopt::config_huge_window) __VA_ARGS__;                                     \
+#define IOPT_HCALL_BENCH(bm, ...)                                                                  \
+  BENCHMARK_TEMPLATE(bm, iopt::config_4k) __VA_ARGS__;                                             \
+  BENCHMARK_TEMPLATE(bm, iopt::config_64k) __VA_ARGS__;                                            \
+  BENCHMARK_TEMPLATE(bm, iopt::config_huge_window) __VA_ARGS__;                                    \
   BENCHMARK_TEMPLATE(bm, iopt::config_16m) __VA_ARGS__
 
 IOPT_HCALL_BENCH(BM_h_put_tce_fast);

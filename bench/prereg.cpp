@@ -42,7 +42,8 @@ void BM_prereg_lookup(benchmark::State& state) {
     ids[i] = i;
   std::shuffle(ids.begin(), ids.end(), std::mt19937_64(2));
   for (std::uint64_t i : ids)
-    if (registry.register_region(ua{0x100'0000'0000 + i * region_stride}, region_bytes) != status::ok)
+    if (registry.register_region(ua{0x100'0000'0000 + i * region_stride}, region_bytes) !=
+        status::ok)
       std::abort();
   const auto order = lookup_order(regions);
   std::size_t i = 0;
@@ -96,7 +97,8 @@ void BM_prereg_register_unregister_1g_posix(benchmark::State& state) {
     }
     benchmark::DoNotOptimize(registry.unregister_region(first, memory.bytes));
   }
-  state.SetItemsProcessed(state.iterations() * static_cast<std::int64_t>(memory.bytes >> backend.host_page_shift()));
+  state.SetItemsProcessed(state.iterations() *
+                          static_cast<std::int64_t>(memory.bytes >> backend.host_page_shift()));
   state.counters["pages"] = static_cast<double>(memory.bytes >> backend.host_page_shift());
 }
 

@@ -58,8 +58,8 @@ void BM_baseline_naive_replay_empty(benchmark::State& state) {
 // 1 GiB mapped contiguously: iopt sends one event after reading the leaf.
 void BM_replay_1g_mapped(benchmark::State& state) {
   auto t = make_window(31);
-  if (t.map_range(ioba{huge_window_bus_offset + (std::uint64_t{1} << 40)}, std::uint64_t{1} << 44, 16384,
-                  permission::read_write) != status::ok)
+  if (t.map_range(ioba{huge_window_bus_offset + (std::uint64_t{1} << 40)}, std::uint64_t{1} << 44,
+                  16384, permission::read_write) != status::ok)
     std::abort();
   counting_notifier n;
   for (auto _ : state) {
@@ -107,12 +107,14 @@ void BM_listener_add_remove_events(benchmark::State& state) {
   memory_listener<page_64k, counting_sink> listener(page_64k{}, sink);
   map.attach(listener);
   for (std::uint64_t i = 0; i < 64; ++i)
-    if (map.add_region({i + 1, gpa{i << 30}, std::uint64_t{1} << 28, 0, region_kind::ram, ua{0x7000'0000'0000 + (i << 30)}, i}) != status::ok)
+    if (map.add_region({i + 1, gpa{i << 30}, std::uint64_t{1} << 28, 0, region_kind::ram,
+                        ua{0x7000'0000'0000 + (i << 30)}, i}) != status::ok)
       std::abort();
   for (auto _ : state) {
     for (std::uint64_t e = 0; e < events / 2; ++e) {
       const std::uint64_t at = (std::uint64_t{100} << 30) + (e % 64) * (std::uint64_t{1} << 24);
-      if (map.add_region({1000, gpa{at}, std::uint64_t{1} << 24, 0, region_kind::ram, ua{at}, 99}) != status::ok ||
+      if (map.add_region({1000, gpa{at}, std::uint64_t{1} << 24, 0, region_kind::ram, ua{at},
+                          99}) != status::ok ||
           map.remove_region(1000) != status::ok)
         std::abort();
     }
@@ -129,7 +131,8 @@ void BM_map_range_sweep(benchmark::State& state) {
   std::uint64_t target = 0;
   for (auto _ : state) {
     target ^= std::uint64_t{1} << 40;
-    benchmark::DoNotOptimize(t.map_range(t.window().first(), target, pages, permission::read_write));
+    benchmark::DoNotOptimize(
+        t.map_range(t.window().first(), target, pages, permission::read_write));
     benchmark::ClobberMemory();
   }
   iopt_bench::set_entry_counters(state, pages);

@@ -35,7 +35,8 @@ std::string compiler() {
 
 std::string machine_line() {
   std::ostringstream s;
-  s << cpu_model() << ", " << std::thread::hardware_concurrency() << " cores, " << compiler() << ", "
+  s << cpu_model() << ", " << std::thread::hardware_concurrency() << " cores, " << compiler()
+    << ", "
 #ifdef NDEBUG
     << "release build"
 #else
@@ -91,7 +92,8 @@ void summary_reporter::ReportRuns(const std::vector<Run>& runs) {
     for (const auto& [name, counter] : r.counters)
       m.counters[name] = counter.value;
     // Google Benchmark computes rates against CPU time.
-    const double cpu_seconds = r.GetAdjustedCPUTime() / benchmark::GetTimeUnitMultiplier(r.time_unit);
+    const double cpu_seconds =
+        r.GetAdjustedCPUTime() / benchmark::GetTimeUnitMultiplier(r.time_unit);
     if (auto it = m.counters.find("items_per_second"); it != m.counters.end())
       m.items = it->second * cpu_seconds;
     if (auto it = m.counters.find("bytes_per_second"); it != m.counters.end())
@@ -112,8 +114,8 @@ void summary_reporter::finish(const std::string& dir, bool quick) const {
   std::vector<row> rows;
   // One row: `name` measured, optionally against a baseline and a limit.
   auto add = [&](const std::string& operation, const std::string& config, const std::string& name,
-                 const std::string& baseline, const std::string& limit, const std::string& note = "",
-                 double baseline_scale = 1.0) {
+                 const std::string& baseline, const std::string& limit,
+                 const std::string& note = "", double baseline_scale = 1.0) {
     const auto m = find(name);
     if (!m)
       return;
@@ -143,43 +145,48 @@ void summary_reporter::finish(const std::string& dir, bool quick) const {
     for (const char* n : {"512", "65536"})
       add(std::string("map_range, ") + n + " pages", c, "BM_map_range" + t + "/" + n,
           "BM_baseline_per_entry_walk" + t + "/" + n, std::string("BM_memset_entries/") + n);
-    add("clear a full 2 GiB window", c, "BM_clear_2g_window" + t, "", memset_of("BM_clear_2g_window" + t));
+    add("clear a full 2 GiB window", c, "BM_clear_2g_window" + t, "",
+        memset_of("BM_clear_2g_window" + t));
     add("H_PUT_TCE, fast path", c, "BM_h_put_tce_fast" + t, "", "");
-    add("H_PUT_TCE_INDIRECT, 512", c, "BM_h_put_tce_indirect_512" + t, "BM_h_put_tce_512_singles" + t, "",
-        "baseline: 512 x H_PUT_TCE");
-    add("H_STUFF_TCE, clear 2^20", c, "BM_h_stuff_tce_clear_1m" + t, "", "BM_memset_entries/1048576");
+    add("H_PUT_TCE_INDIRECT, 512", c, "BM_h_put_tce_indirect_512" + t,
+        "BM_h_put_tce_512_singles" + t, "", "baseline: 512 x H_PUT_TCE");
+    add("H_STUFF_TCE, clear 2^20", c, "BM_h_stuff_tce_clear_1m" + t, "",
+        "BM_memset_entries/1048576");
   }
   // The naive replay is measured on 2^24 pages; its cost per page times 2^31.
   add("replay, empty 128 TiB window", "config_huge_window", "BM_replay_empty_window/31",
-      "BM_baseline_naive_replay_empty/24", "", "baseline: naive, extrapolated from 2^24 to 2^31 pages",
-      std::pow(2.0, 31 - 24));
+      "BM_baseline_naive_replay_empty/24", "",
+      "baseline: naive, extrapolated from 2^24 to 2^31 pages", std::pow(2.0, 31 - 24));
   add("replay, 1 GiB mapped (1 event)", "config_huge_window", "BM_replay_1g_mapped",
-      "BM_baseline_naive_replay_1g_range", "BM_scan_entries/16384", "naive: 16384 events; limit: scan of the leaf");
-  add("iterate runs, 1 GiB contiguous", "config_huge_window", "BM_iterate_1g_contiguous<iopt::config_huge_window>", "",
-      "BM_scan_entries/16384");
+      "BM_baseline_naive_replay_1g_range", "BM_scan_entries/16384",
+      "naive: 16384 events; limit: scan of the leaf");
+  add("iterate runs, 1 GiB contiguous", "config_huge_window",
+      "BM_iterate_1g_contiguous<iopt::config_huge_window>", "", "BM_scan_entries/16384");
   for (const char* n : {"1", "16", "256", "4096"})
     add(std::string("prereg lookup among ") + n, "-", std::string("BM_prereg_lookup/") + n,
         std::string("BM_baseline_linked_list_lookup/") + n, "", "baseline: linked list (kernel)");
   add("register+unregister 1 GiB (mlock)", "-", "BM_prereg_register_unregister_1g_posix",
       "BM_baseline_mlock_munlock_1g", "", "baseline: plain mlock+munlock");
   add("create+remove 128 TiB window", "config_huge_window", "BM_create_remove_128t_window", "", "");
-  add("map_dma 1 GiB, one call", "config_huge_window", "BM_map_dma_1g_one_call", "BM_map_dma_1g_page_calls", "",
-      "baseline: 16384 page-sized calls");
+  add("map_dma 1 GiB, one call", "config_huge_window", "BM_map_dma_1g_one_call",
+      "BM_map_dma_1g_page_calls", "", "baseline: 16384 page-sized calls");
   add("remove window, 1 GiB mapped", "config_huge_window", "BM_teardown_window_1g_mapped", "", "");
   if (const auto l = find("BM_listener_add_remove_events")) {
     std::ostringstream s;
     s << std::fixed << std::setprecision(0) << l->items / l->seconds << " events/s";
-    rows.push_back({"listener add/remove", "64K granule", duration(l->seconds / l->items), s.str(), "-", "-",
-                    "per event, 10^5 events"});
+    rows.push_back({"listener add/remove", "64K granule", duration(l->seconds / l->items), s.str(),
+                    "-", "-", "per event, 10^5 events"});
   }
 
   std::ostringstream md;
-  md << "Machine: " << machine_line() << (quick ? " (quick run: figures are not meaningful)" : "") << "\n\n";
-  md << "| operation | configuration | median | TCE bytes/s | vs baseline | vs physical limit | note |\n";
+  md << "Machine: " << machine_line() << (quick ? " (quick run: figures are not meaningful)" : "")
+     << "\n\n";
+  md << "| operation | configuration | median | TCE bytes/s | vs baseline | vs physical limit | "
+        "note |\n";
   md << "|---|---|---:|---:|---:|---:|---|\n";
   for (const row& r : rows)
-    md << "| " << r.operation << " | " << r.configuration << " | " << r.median << " | " << r.per << " | "
-       << r.vs_baseline << " | " << r.vs_limit << " | " << r.note << " |\n";
+    md << "| " << r.operation << " | " << r.configuration << " | " << r.median << " | " << r.per
+       << " | " << r.vs_baseline << " | " << r.vs_limit << " | " << r.note << " |\n";
   std::printf("\n%s\n", md.str().c_str());
   std::ofstream(dir + "/summary.md") << md.str();
 
@@ -206,20 +213,24 @@ void summary_reporter::finish(const std::string& dir, bool quick) const {
       const auto m = find("BM_map_range_sweep/" + std::to_string(pages));
       const auto limit = find("BM_memset_entries/" + std::to_string(pages));
       if (m && limit)
-        sweep << pages << ' ' << m->bytes_per_second / 1e9 << ' ' << limit->bytes_per_second / 1e9 << '\n';
+        sweep << pages << ' ' << m->bytes_per_second / 1e9 << ' ' << limit->bytes_per_second / 1e9
+              << '\n';
     }
   }
   std::ofstream gp(dir + "/report.gp");
   gp << "set terminal svg size 720,420 dynamic font 'sans,11' background rgb 'white'\n"
         "set grid\nset key top left\n"
         "set output 'replay.svg'\n"
-        "set title 'Replay of an empty window (64 KiB pages): iopt against the naive per-page replay'\n"
-        "set xlabel 'window size (log2 of pages; 31 = 128 TiB)'\nset ylabel 'time (s)'\nset logscale y\n"
+        "set title 'Replay of an empty window (64 KiB pages): iopt against the naive per-page "
+        "replay'\n"
+        "set xlabel 'window size (log2 of pages; 31 = 128 TiB)'\nset ylabel 'time (s)'\nset "
+        "logscale y\n"
         "set format y '10^{%L}'\n"
         "plot 'replay_iopt.dat' using 1:2 with linespoints lw 2 title 'iopt (structure-aware)', "
         "'replay_naive.dat' using 1:2 with points pt 7 ps 1.2 title 'naive, measured', "
         "'replay_naive_extrapolated.dat' using 1:2 with lines dt 2 title 'naive, extrapolated'\n"
-        "set output 'map_range.svg'\nunset logscale y\nset format y '%g'\nset logscale x 2\nset format x '2^{%L}'\nset key top right\n"
+        "set output 'map_range.svg'\nunset logscale y\nset format y '%g'\nset logscale x 2\nset "
+        "format x '2^{%L}'\nset key top right\n"
         "set title 'map\\_range throughput against run length (huge window, 64 KiB pages)'\n"
         "set xlabel 'pages in one call'\nset ylabel 'GB/s of TCEs written'\nset yrange [0:*]\n"
         "plot 'map_range.dat' using 1:2 with linespoints lw 2 title 'iopt map\\_range', "

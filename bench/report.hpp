@@ -15,8 +15,8 @@
 namespace iopt_bench {
 
 struct measured {
-  double seconds = 0;        // median real time of one iteration
-  double items = 0;          // items per iteration (0 if not counted)
+  double seconds = 0; // median real time of one iteration
+  double items = 0;   // items per iteration (0 if not counted)
   double bytes_per_second = 0;
   std::map<std::string, double> counters;
 };

@@ -43,7 +43,8 @@ template <class Config>
 tce_table<Config> make_table(std::uint64_t bytes = bench_window<Config>::bytes) {
   auto made = tce_table<Config>::create(ioba{bench_window<Config>::offset}, bytes);
   if (!made) {
-    std::fprintf(stderr, "cannot create the benchmark window: %s\n", to_string(made.error()).data());
+    std::fprintf(stderr, "cannot create the benchmark window: %s\n",
+                 to_string(made.error()).data());
     std::abort();
   }
   return std::move(made).value();
@@ -157,7 +158,8 @@ void BM_iterate_mapped(benchmark::State& state) {
   iopt_bench::set_entry_counters(state, mapped);
   state.counters["table_bytes"] = static_cast<double>(t.memory_bytes());
   state.counters["leaf_bytes_needed"] = static_cast<double>(mapped * 8);
-  state.counters["memory_ratio"] = static_cast<double>(t.memory_bytes()) / static_cast<double>(mapped * 8);
+  state.counters["memory_ratio"] =
+      static_cast<double>(t.memory_bytes()) / static_cast<double>(mapped * 8);
 }
 
 // The same with 1 GiB mapped contiguously: one run.
@@ -178,15 +180,16 @@ void BM_iterate_1g_contiguous(benchmark::State& state) {
   iopt_bench::set_entry_counters(state, pages);
   state.counters["runs"] = static_cast<double>(runs);
   state.counters["table_bytes"] = static_cast<double>(t.memory_bytes());
-  state.counters["memory_ratio"] = static_cast<double>(t.memory_bytes()) / static_cast<double>(pages * 8);
+  state.counters["memory_ratio"] =
+      static_cast<double>(t.memory_bytes()) / static_cast<double>(pages * 8);
 }
 
 } // namespace
 
-#define IOPT_BENCH_ALL_CONFIGS(bm, ...)                                                             \
-  BENCHMARK_TEMPLATE(bm, iopt::config_4k) __VA_ARGS__;                                              \
-  BENCHMARK_TEMPLATE(bm, iopt::config_64k) __VA_ARGS__;                                             \
-  BENCHMARK_TEMPLATE(bm, iopt::config_huge_window) __VA_ARGS__;                                     \
+#define IOPT_BENCH_ALL_CONFIGS(bm, ...)                                                            \
+  BENCHMARK_TEMPLATE(bm, iopt::config_4k) __VA_ARGS__;                                             \
+  BENCHMARK_TEMPLATE(bm, iopt::config_64k) __VA_ARGS__;                                            \
+  BENCHMARK_TEMPLATE(bm, iopt::config_huge_window) __VA_ARGS__;                                    \
   BENCHMARK_TEMPLATE(bm, iopt::config_16m) __VA_ARGS__
 
 IOPT_BENCH_ALL_CONFIGS(BM_map_one);

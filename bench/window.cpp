@@ -16,7 +16,8 @@ constexpr ua memory{0x100'0000'0000};
 
 using registry_type = prereg_registry<simulated_backend, unlimited_accounting>;
 using strategy_type = preregistered<registry_type>;
-using container_type = dma_container<strategy_type, unlimited_accounting, config_4k, config_huge_window, config_16m>;
+using container_type =
+    dma_container<strategy_type, unlimited_accounting, config_4k, config_huge_window, config_16m>;
 
 struct bench_container {
   simulated_backend backend{16};
@@ -61,7 +62,8 @@ void BM_map_dma_1g_page_calls(benchmark::State& state) {
   const ioba bus{huge_window_bus_offset};
   for (auto _ : state) {
     for (std::uint64_t off = 0; off < gib; off += host_page)
-      benchmark::DoNotOptimize(b.container.map_dma(bus + off, memory + off, host_page, permission::read_write));
+      benchmark::DoNotOptimize(
+          b.container.map_dma(bus + off, memory + off, host_page, permission::read_write));
     state.PauseTiming();
     (void)b.container.unmap_dma(bus, gib);
     state.ResumeTiming();

@@ -43,7 +43,8 @@ TEST_CASE("a guest with a huge window, from memory map to device translation and
   unlimited_accounting table_memory;
   prereg_registry<simulated_backend, counted_accounting> registry(backend, locked);
   preregistered<decltype(registry)> strategy(registry);
-  dma_container<decltype(strategy), unlimited_accounting, config_4k, config_huge_window> container(strategy, table_memory);
+  dma_container<decltype(strategy), unlimited_accounting, config_4k, config_huge_window> container(
+      strategy, table_memory);
 
   {
     // 1 and 2: guest RAM through the preregistration listener.
@@ -51,12 +52,14 @@ TEST_CASE("a guest with a huge window, from memory map to device translation and
     prereg_sink<decltype(registry)> prereg(registry);
     memory_listener<page_64k, decltype(prereg)> prereg_listener(page_64k{}, prereg);
     guest_map.attach(prereg_listener);
-    REQUIRE(guest_map.add_region({1, gpa{0}, ram_bytes, 0, region_kind::ram, host_of(0), 1}) == status::ok);
-    REQUIRE(guest_map.add_region({2, gpa{ram_bytes + 0x3000}, 0x1000, 0, region_kind::ram, host_of(ram_bytes + 0x3000), 2}) ==
+    REQUIRE(guest_map.add_region({1, gpa{0}, ram_bytes, 0, region_kind::ram, host_of(0), 1}) ==
             status::ok);
+    REQUIRE(guest_map.add_region({2, gpa{ram_bytes + 0x3000}, 0x1000, 0, region_kind::ram,
+                                  host_of(ram_bytes + 0x3000), 2}) == status::ok);
     CHECK(registry.region_count() == 1);
     REQUIRE(prereg.log.unaligned.size() == 1); // the small section is reported, not lost
-    CHECK(prereg.log.unaligned[0] == unaligned_event{gpa{ram_bytes + 0x3000}, 0x1000, unaligned_part::whole, 2});
+    CHECK(prereg.log.unaligned[0] ==
+          unaligned_event{gpa{ram_bytes + 0x3000}, 0x1000, unaligned_part::whole, 2});
 
     // 3: the device's huge window, and the guest's view of it.
     const auto bus = container.create_window(16, 47);
@@ -68,7 +71,8 @@ TEST_CASE("a guest with a huge window, from memory map to device translation and
     std::vector<status> mirror_errors;
     auto mirror = [&](const iommu_event& e) {
       if (e.type == iommu_event::kind::map) {
-        const status s = container.map_dma(e.run.first, host_of(e.run.target), e.run.pages * page, e.run.perm);
+        const status s =
+            container.map_dma(e.run.first, host_of(e.run.target), e.run.pages * page, e.run.perm);
         if (s != status::ok)
           mirror_errors.push_back(s);
       } else if (!container.unmap_dma(e.run.first, e.run.pages * page)) {
@@ -91,10 +95,13 @@ TEST_CASE("a guest with a huge window, from memory map to device translation and
       list.push_back((32 * mib + i * page) | 3);
     REQUIRE(guest_memory.write_tce_list(gpa{ram_bytes - 4096}, list) == status::ok);
     const std::uint64_t dma = bus->value() + (std::uint64_t{1} << 30);
-    REQUIRE(hcalls.put_tce_indirect(liobn, dma, ram_bytes - 4096, 128, hcall_path::fast) == status::too_hard);
-    REQUIRE(hcalls.put_tce_indirect(liobn, dma, ram_bytes - 4096, 128, hcall_path::slow) == status::ok);
+    REQUIRE(hcalls.put_tce_indirect(liobn, dma, ram_bytes - 4096, 128, hcall_path::fast) ==
+            status::too_hard);
+    REQUIRE(hcalls.put_tce_indirect(liobn, dma, ram_bytes - 4096, 128, hcall_path::slow) ==
+            status::ok);
     // ...one more page, read-only, with H_PUT_TCE...
-    REQUIRE(hcalls.put_tce(liobn, dma + 200 * page, (64 * mib) | 1, hcall_path::fast) == status::ok);
+    REQUIRE(hcalls.put_tce(liobn, dma + 200 * page, (64 * mib) | 1, hcall_path::fast) ==
+            status::ok);
     CHECK(mirror_errors.empty());
 
     // 5: what the device sees.

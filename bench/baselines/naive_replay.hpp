@@ -11,12 +11,14 @@
 namespace iopt_baseline {
 
 template <class Table>
-void naive_replay(const Table& table, iopt::iommu_notifier& n, iopt::ioba first, std::uint64_t pages) {
+void naive_replay(const Table& table, iopt::iommu_notifier& n, iopt::ioba first,
+                  std::uint64_t pages) {
   for (std::uint64_t i = 0; i < pages; ++i) {
     const iopt::ioba at = first + (i << Table::page_shift);
     const auto t = table.translate(at);
     if (t)
-      n.notify(iopt::iommu_event{iopt::iommu_event::kind::map, iopt::mapped_run{at, t->target, 1, t->perm}});
+      n.notify(iopt::iommu_event{iopt::iommu_event::kind::map,
+                                 iopt::mapped_run{at, t->target, 1, t->perm}});
   }
 }
 

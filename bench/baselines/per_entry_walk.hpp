@@ -38,7 +38,8 @@ public:
   void build(std::uint64_t first, std::uint64_t pages, std::uint64_t target, std::uint64_t perm) {
     for (std::uint64_t i = 0; i < pages; ++i) {
       const std::uint64_t tce = (target + (i << page_shift_)) | perm;
-      std::atomic_ref<std::uint64_t>(*entry(first + i)).store(__builtin_bswap64(tce), std::memory_order_relaxed);
+      std::atomic_ref<std::uint64_t>(*entry(first + i))
+          .store(__builtin_bswap64(tce), std::memory_order_relaxed);
     }
   }
 
@@ -50,15 +51,17 @@ private:
       shift += bits_[l];
     for (std::size_t level = bits_.size() - 1; level > 0; --level) {
       const std::uint64_t n = (index >> shift) & ((std::uint64_t{1} << bits_[level]) - 1);
-      std::uint64_t raw = __builtin_bswap64(std::atomic_ref<std::uint64_t>(table[n]).load(std::memory_order_acquire));
+      std::uint64_t raw = __builtin_bswap64(
+          std::atomic_ref<std::uint64_t>(table[n]).load(std::memory_order_acquire));
       if (raw == 0) {
         std::uint64_t* fresh = allocate(bits_[level - 1]);
         std::uint64_t expected = 0;
-        const std::uint64_t desired = __builtin_bswap64(reinterpret_cast<std::uintptr_t>(fresh) | 3);
+        const std::uint64_t desired =
+            __builtin_bswap64(reinterpret_cast<std::uintptr_t>(fresh) | 3);
         if (std::atomic_ref<std::uint64_t>(table[n]).compare_exchange_strong(expected, desired)) {
           raw = reinterpret_cast<std::uintptr_t>(fresh) | 3;
         } else {
-          ::operator delete(fresh, std::align_val_t{4096});
+          ::operator delete (fresh, std::align_val_t{4096});
           raw = __builtin_bswap64(expected);
         }
       }
@@ -70,7 +73,7 @@ private:
 
   static std::uint64_t* allocate(unsigned bits) {
     const std::size_t bytes = std::size_t{8} << bits;
-    void* p = ::operator new(bytes < 4096 ? 4096 : bytes, std::align_val_t{4096});
+    void* p = ::operator new (bytes < 4096 ? 4096 : bytes, std::align_val_t{4096});
     std::memset(p, 0, bytes < 4096 ? 4096 : bytes);
     return static_cast<std::uint64_t*>(p);
   }
@@ -78,8 +81,10 @@ private:
     if (level > 0)
       for (std::size_t i = 0; i < (std::size_t{1} << bits_[level]); ++i)
         if (table[i] != 0)
-          free_level(reinterpret_cast<std::uint64_t*>(__builtin_bswap64(table[i]) & ~std::uint64_t{3}), level - 1);
-    ::operator delete(table, std::align_val_t{4096});
+          free_level(
+              reinterpret_cast<std::uint64_t*>(__builtin_bswap64(table[i]) & ~std::uint64_t{3}),
+              level - 1);
+    ::operator delete (table, std::align_val_t{4096});
   }
 
   std::vector<unsigned> bits_;

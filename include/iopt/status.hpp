@@ -20,21 +20,21 @@
 namespace iopt {
 
 enum class status : std::uint8_t {
-  ok,                 // the request was carried out
-  invalid_parameter,  // malformed request (bad count, size, list, option)
-  not_aligned,        // an address or size is not aligned to the page it must be
-  out_of_window,      // an IOBA (or part of a range) lies outside the DMA window
-  wraps,              // an address range would wrap past the top of the 64-bit space
-  bad_permission,     // permission or reserved bits the TCE format does not have
-  no_memory,          // an allocation or a locked-memory charge failed
-  busy,               // the object is in use (e.g. a region that TCEs still map)
-  not_found,          // no such region, window or entry
-  exists,             // overlaps something that already exists
-  too_hard,           // the fast path cannot finish; retry on the slow path
-  not_permitted,      // the caller lacks a privilege or the memory is not usable
-  unsupported,        // a valid request this configuration does not support
-  fault,              // reading the caller's memory failed
-  hardware_error,     // the backend failed in a way the caller cannot fix
+  ok,                // the request was carried out
+  invalid_parameter, // malformed request (bad count, size, list, option)
+  not_aligned,       // an address or size is not aligned to the page it must be
+  out_of_window,     // an IOBA (or part of a range) lies outside the DMA window
+  wraps,             // an address range would wrap past the top of the 64-bit space
+  bad_permission,    // permission or reserved bits the TCE format does not have
+  no_memory,         // an allocation or a locked-memory charge failed
+  busy,              // the object is in use (e.g. a region that TCEs still map)
+  not_found,         // no such region, window or entry
+  exists,            // overlaps something that already exists
+  too_hard,          // the fast path cannot finish; retry on the slow path
+  not_permitted,     // the caller lacks a privilege or the memory is not usable
+  unsupported,       // a valid request this configuration does not support
+  fault,             // reading the caller's memory failed
+  hardware_error,    // the backend failed in a way the caller cannot fix
 };
 
 // Number of enumerators; kept next to the enum so a test can walk them all.

@@ -15,12 +15,16 @@ static_assert(!std::is_convertible_v<ioba, ua>);
 static_assert(!std::is_constructible_v<hpa, ua>);
 static_assert(!std::is_convertible_v<gpa, std::uint64_t>);
 template <class A, class B>
-concept comparable = requires(A a, B b) { a == b; };
+concept comparable = requires(A a, B b) {
+  a == b;
+};
 static_assert(comparable<ioba, ioba>);
 static_assert(!comparable<ioba, hpa>);
 static_assert(!comparable<ua, std::uint64_t>);
 template <class A, class B>
-concept subtractable = requires(A a, B b) { a - b; };
+concept subtractable = requires(A a, B b) {
+  a - b;
+};
 static_assert(!subtractable<ua, hpa>);
 static_assert(sizeof(ioba) == 8 && std::is_trivially_copyable_v<ioba>);
 

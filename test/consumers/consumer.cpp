@@ -8,7 +8,8 @@ int main() {
   auto table = iopt::tce_table<iopt::config_4k>::create(iopt::ioba{0}, std::uint64_t{1} << 30);
   if (!table)
     return 1;
-  if (table->map_range(iopt::ioba{0x10000}, 0x8000'0000, 16, iopt::permission::read) != iopt::status::ok)
+  if (table->map_range(iopt::ioba{0x10000}, 0x8000'0000, 16, iopt::permission::read) !=
+      iopt::status::ok)
     return 2;
   const auto t = table->translate(iopt::ioba{0x1f123});
   if (!t || t->target != 0x8000'f123)

@@ -57,7 +57,8 @@ struct container_world {
   prereg_registry<simulated_backend, faulty_accounting, fault_injecting_allocator> registry{
       backend, pins, fault_injecting_allocator(plan)};
   Strategy strategy = make_strategy();
-  dma_container<Strategy, faulty_accounting, config_4k, config_huge_window> container{strategy, tables};
+  dma_container<Strategy, faulty_accounting, config_4k, config_huge_window> container{strategy,
+                                                                                      tables};
 
   container_world() {
     backend.count_pins_in(plan);
@@ -80,11 +81,17 @@ struct container_world {
     friend bool operator==(const state&, const state&) = default;
   };
   state snapshot() {
-    state s{container.window_count(), container.table_bytes(), backend.pinned_pages(), pins.charged(),
-            tables.charged(), registry.region_count(), {}};
+    state s{container.window_count(),
+            container.table_bytes(),
+            backend.pinned_pages(),
+            pins.charged(),
+            tables.charged(),
+            registry.region_count(),
+            {}};
     for (std::uint64_t off = 0; off < 64 * page; off += page)
       if (const auto t = container.translate(ioba{huge_window_bus_offset + off}))
-        s.huge_runs.push_back(mapped_run{ioba{huge_window_bus_offset + off}, t->target, 1, t->perm});
+        s.huge_runs.push_back(
+            mapped_run{ioba{huge_window_bus_offset + off}, t->target, 1, t->perm});
     return s;
   }
   void teardown() {
@@ -98,7 +105,8 @@ struct container_world {
   }
 };
 
-using v2_world = container_world<preregistered<prereg_registry<simulated_backend, faulty_accounting, fault_injecting_allocator>>>;
+using v2_world = container_world<preregistered<
+    prereg_registry<simulated_backend, faulty_accounting, fault_injecting_allocator>>>;
 using v1_world = container_world<pin_on_map<simulated_backend, faulty_accounting>>;
 
 } // namespace
@@ -112,9 +120,8 @@ TEST_CASE("sweep: create a 128 TiB window") {
 }
 
 TEST_CASE("sweep: register memory") {
-  const auto points = sweep<v2_world>([](v2_world& w) {
-    return w.container.register_memory(ua{0x40'0000'0000}, 16 * mib);
-  });
+  const auto points = sweep<v2_world>(
+      [](v2_world& w) { return w.container.register_memory(ua{0x40'0000'0000}, 16 * mib); });
   MESSAGE(points << " points"); // record and index allocation, charge, pin
 }
 
@@ -127,8 +134,8 @@ TEST_CASE("sweep: map_dma, v2") {
   };
   const auto points = sweep<world>([](world& w) {
     // Across a leaf boundary, so that several blocks are needed.
-    return w.container.map_dma(ioba{huge_window_bus_offset + 16380 * page}, ua{0x40'0000'0000}, 8 * page,
-                               permission::read_write);
+    return w.container.map_dma(ioba{huge_window_bus_offset + 16380 * page}, ua{0x40'0000'0000},
+                               8 * page, permission::read_write);
   });
   MESSAGE(points << " points");
 }
@@ -138,7 +145,8 @@ TEST_CASE("sweep: map_dma, v1 (a charge and a pin per page)") {
     world() { REQUIRE(container.create_window(16, 47)); }
   };
   const auto points = sweep<world>([](world& w) {
-    return w.container.map_dma(ioba{huge_window_bus_offset}, ua{0x40'0000'0000}, 6 * page, permission::read);
+    return w.container.map_dma(ioba{huge_window_bus_offset}, ua{0x40'0000'0000}, 6 * page,
+                               permission::read);
   });
   CHECK(points >= 12);
   MESSAGE(points << " points");
@@ -200,7 +208,10 @@ struct listener_world {
     std::uint64_t pinned, charged;
     friend bool operator==(const state&, const state&) = default;
   };
-  state snapshot() { return {registry.region_count(), listener.ranges().size(), backend.pinned_pages(), pins.charged()}; }
+  state snapshot() {
+    return {registry.region_count(), listener.ranges().size(), backend.pinned_pages(),
+            pins.charged()};
+  }
   void teardown() {
     (void)map.remove_region(1);
     CHECK(registry.region_count() == 0);
@@ -222,7 +233,8 @@ TEST_CASE("sweep: H_PUT_TCE_INDIRECT on the slow path") {
 TEST_CASE("sweep: a listener adds a section") {
   const auto points = sweep<listener_world>([](listener_world& w) {
     const std::size_t failures = w.sink.log.failures.size();
-    REQUIRE(w.map.add_region({1, gpa{0}, 16 * mib, 0, region_kind::ram, ua{0x40'0000'0000}, 1}) == status::ok);
+    REQUIRE(w.map.add_region({1, gpa{0}, 16 * mib, 0, region_kind::ram, ua{0x40'0000'0000}, 1}) ==
+            status::ok);
     // The map always takes the region; what the sink could not do is logged.
     return w.sink.log.failures.size() == failures ? status::ok : w.sink.log.failures.back().error;
   });

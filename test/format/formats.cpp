@@ -50,7 +50,8 @@ TEST_CASE("presence and target") {
 TEST_CASE("check refuses misaligned targets and undefined bits") {
   CHECK(hw::check(0x10003, 16) == status::ok);
   CHECK(hw::check(0x11003, 16) == status::not_aligned); // target not on a 64K page
-  CHECK(hw::check(0x10004, 12) == status::not_aligned); // a bit below the page that is no permission
+  CHECK(hw::check(0x10004, 12) ==
+        status::not_aligned); // a bit below the page that is no permission
   CHECK(hw::check(0xffff'ffff'ffff'f003, 12) == status::ok);
   CHECK(hw::check(0, 12) == status::ok);
   CHECK(hw::check(0x10003, 34) == status::not_aligned);

@@ -51,7 +51,9 @@ struct no_from_memory {
 struct narrow_conversion {
   static constexpr std::uint64_t read_bit = 1;
   static constexpr std::uint64_t write_bit = 2;
-  static constexpr std::uint32_t to_memory(std::uint64_t v) noexcept { return static_cast<std::uint32_t>(v); }
+  static constexpr std::uint32_t to_memory(std::uint64_t v) noexcept {
+    return static_cast<std::uint32_t>(v);
+  }
   static constexpr std::uint64_t from_memory(std::uint64_t v) noexcept { return v; }
 };
 } // namespace bad

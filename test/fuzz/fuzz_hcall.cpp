@@ -35,7 +35,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   for (int step = 0; !in.done() && step < 2000; ++step) {
     const std::uint8_t op = in.byte();
     // Mostly near the start, sometimes at the window's end or past it.
-    const std::uint64_t p = (op & 0x80) ? pages - (in.read<std::uint16_t>() % 600) : in.read<std::uint16_t>();
+    const std::uint64_t p =
+        (op & 0x80) ? pages - (in.read<std::uint16_t>() % 600) : in.read<std::uint16_t>();
     const std::uint64_t bus = huge_window_bus_offset + p * page;
     const std::uint64_t n = in.read<std::uint16_t>() % 600;
     auto tce = [&] { return (std::uint64_t{in.read<std::uint16_t>()} << 12) | (in.byte() & 7); };
@@ -60,8 +61,10 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         list.push_back(tce());
       // The list page holds 512 TCEs; a longer request reads only what fits.
       const std::uint64_t written = n < 512 ? n : 512;
-      IOPT_FUZZ_CHECK(memory.write_tce_list(gpa{list_gpa}, std::span(list.data(), written)) == status::ok);
-      s = twice([&](hcall_path path) { return hcalls.put_tce_indirect(1, bus, list_gpa, n, path); });
+      IOPT_FUZZ_CHECK(memory.write_tce_list(gpa{list_gpa}, std::span(list.data(), written)) ==
+                      status::ok);
+      s = twice(
+          [&](hcall_path path) { return hcalls.put_tce_indirect(1, bus, list_gpa, n, path); });
       bool ok = n >= 1 && n <= 512 && p + n <= pages;
       for (std::uint64_t v : list)
         ok = ok && valid(v);

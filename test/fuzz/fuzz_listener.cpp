@@ -48,7 +48,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         const std::uint64_t bytes = (1 + std::uint64_t{in.byte()}) << 12;
         const region_kind kind = op % 5 == 0 ? region_kind::mmio : region_kind::ram;
         const std::uint64_t host = 0x7000'0000'0000 + first + ((op & 0x40) ? 0x1000 : 0);
-        const status s = map.add_region({id, gpa{first}, bytes, static_cast<int>(op % 3), kind, ua{host}, op % 2u});
+        const status s = map.add_region(
+            {id, gpa{first}, bytes, static_cast<int>(op % 3), kind, ua{host}, op % 2u});
         IOPT_FUZZ_CHECK((s == status::ok) == (ids.count(id) == 0));
         ids.insert(id);
       } else {
@@ -62,8 +63,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       for (const flat_section& s : map.view()) {
         if (s.kind != region_kind::ram || ((s.first.value() ^ s.host.value()) & (granule - 1)) != 0)
           continue;
-        for (std::uint64_t g = (s.first.value() + granule - 1) & ~(granule - 1); g + granule - 1 <= s.last();
-             g += granule)
+        for (std::uint64_t g = (s.first.value() + granule - 1) & ~(granule - 1);
+             g + granule - 1 <= s.last(); g += granule)
           want.insert(g);
       }
       std::uint64_t end = 0;

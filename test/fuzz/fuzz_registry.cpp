@@ -25,7 +25,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   prereg_registry<simulated_backend, counted_accounting, fault_injecting_allocator> registry(
       backend, accounting, fault_injecting_allocator(plan));
   preregistered<decltype(registry)> strategy(registry);
-  std::map<std::uint64_t, region_model> model; // first page -> region
+  std::map<std::uint64_t, region_model> model;   // first page -> region
   std::map<std::uint64_t, std::uint64_t> mapped; // page -> how many times mapped
 
   auto containing = [&](std::uint64_t p) -> std::map<std::uint64_t, region_model>::iterator {

@@ -34,7 +34,7 @@ private:
 #define IOPT_FUZZ_CHECK(cond)                                                                      \
   do {                                                                                             \
     if (!(cond)) {                                                                                 \
-      std::fprintf(stderr, "fuzz check failed: %s at %s:%d\n", #cond, __FILE__, __LINE__);        \
+      std::fprintf(stderr, "fuzz check failed: %s at %s:%d\n", #cond, __FILE__, __LINE__);         \
       std::abort();                                                                                \
     }                                                                                              \
   } while (0)

@@ -33,7 +33,8 @@ void run(iopt_fuzz::byte_reader& in, unsigned window_shift, std::uint64_t offset
   using format = typename table_type::format;
   constexpr std::uint64_t page = table_type::page_bytes;
   fault_plan plan;
-  auto made = table_type::create(ioba{offset}, std::uint64_t{1} << window_shift, fault_injecting_allocator(plan));
+  auto made = table_type::create(ioba{offset}, std::uint64_t{1} << window_shift,
+                                 fault_injecting_allocator(plan));
   IOPT_FUZZ_CHECK(made.has_value());
   table_type& t = *made;
   std::map<std::uint64_t, std::uint64_t> model;
@@ -46,11 +47,13 @@ void run(iopt_fuzz::byte_reader& in, unsigned window_shift, std::uint64_t offset
       if (!format::is_present(v))
         continue;
       const bool extends = !out.empty() && p == prev_page + 1 &&
-                           format::target(prev, table_type::page_shift) <= UINT64_MAX - page && v == prev + page;
+                           format::target(prev, table_type::page_shift) <= UINT64_MAX - page &&
+                           v == prev + page;
       if (extends)
         ++out.back().pages;
       else
-        out.push_back({ioba{offset + p * page}, format::target(v, table_type::page_shift), 1, format::permissions(v)});
+        out.push_back({ioba{offset + p * page}, format::target(v, table_type::page_shift), 1,
+                       format::permissions(v)});
       prev_page = p;
       prev = v;
     }
@@ -66,8 +69,10 @@ void run(iopt_fuzz::byte_reader& in, unsigned window_shift, std::uint64_t offset
   for (int step = 0; !in.done() && step < 200; ++step) {
     const std::uint8_t op = in.byte();
     const std::uint64_t p = in.read<std::uint32_t>() % (pages + 2); // sometimes past the end
-    const std::uint64_t n = 1 + ((op & 0x38) == 0x38 ? in.read<std::uint16_t>() % 300 : in.byte() % 16);
-    const std::uint64_t value = (std::uint64_t{in.read<std::uint32_t>()} << table_type::page_shift) | (in.byte() & 7);
+    const std::uint64_t n =
+        1 + ((op & 0x38) == 0x38 ? in.read<std::uint16_t>() % 300 : in.byte() % 16);
+    const std::uint64_t value =
+        (std::uint64_t{in.read<std::uint32_t>()} << table_type::page_shift) | (in.byte() & 7);
     const permission perm = static_cast<permission>(1 + op % 3);
     const ioba at{offset + p * page};
     if ((op & 0xf0) == 0xf0)

@@ -55,7 +55,8 @@ TEST_CASE("two vCPUs: disjoint ranges equal the sequential result, overlapping o
     // entry ends as one of the two whole values.
     auto writer = [&](std::uint64_t perm) {
       for (std::uint64_t i = 0; i < 2048; ++i)
-        REQUIRE(put(hcalls, base + (1u << 20) * page + i * page, (i % 256) * page | perm) == status::ok);
+        REQUIRE(put(hcalls, base + (1u << 20) * page + i * page, (i % 256) * page | perm) ==
+                status::ok);
     };
     std::thread c(writer, 1), d(writer, 3);
     c.join();

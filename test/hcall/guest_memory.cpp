@@ -20,16 +20,22 @@ TEST_CASE("the buffer-backed guest memory reads, faults and defers like a guest'
 
   const std::uint64_t tces[] = {0x1122'3344'5566'7788, 3};
   REQUIRE(m.write_tce_list(gpa{0x11000}, tces) == status::ok);
-  CHECK(m.write_tce_list(gpa{0x13ff8}, tces) == status::fault); // would run past RAM: nothing written
+  CHECK(m.write_tce_list(gpa{0x13ff8}, tces) ==
+        status::fault); // would run past RAM: nothing written
   std::array<std::uint64_t, 2> back{};
-  REQUIRE(m.read(gpa{0x11000}, std::as_writable_bytes(std::span(back)), hcall_path::fast) == status::ok);
+  REQUIRE(m.read(gpa{0x11000}, std::as_writable_bytes(std::span(back)), hcall_path::fast) ==
+          status::ok);
   CHECK(buffer_guest_memory::to_big_endian(back[0]) == tces[0]); // stored big-endian, as PAPR says
   CHECK(buffer_guest_memory::to_big_endian(back[1]) == 3);
 
-  CHECK(m.read(gpa{0x13ff8}, std::as_writable_bytes(std::span(back)), hcall_path::slow) == status::fault);
+  CHECK(m.read(gpa{0x13ff8}, std::as_writable_bytes(std::span(back)), hcall_path::slow) ==
+        status::fault);
   m.make_slow_only(gpa{0x12000});
-  CHECK(m.read(gpa{0x12000}, std::as_writable_bytes(std::span(back)), hcall_path::fast) == status::too_hard);
-  CHECK(m.read(gpa{0x12000}, std::as_writable_bytes(std::span(back)), hcall_path::slow) == status::ok);
+  CHECK(m.read(gpa{0x12000}, std::as_writable_bytes(std::span(back)), hcall_path::fast) ==
+        status::too_hard);
+  CHECK(m.read(gpa{0x12000}, std::as_writable_bytes(std::span(back)), hcall_path::slow) ==
+        status::ok);
   m.make_faulting(gpa{0x12000});
-  CHECK(m.read(gpa{0x12000}, std::as_writable_bytes(std::span(back)), hcall_path::slow) == status::fault);
+  CHECK(m.read(gpa{0x12000}, std::as_writable_bytes(std::span(back)), hcall_path::slow) ==
+        status::fault);
 }

@@ -26,7 +26,9 @@ struct guest {
   explicit guest(hcall_options options = {}) : hcalls(memory, recording_sink{&changes}, options) {
     REQUIRE(hcalls.attach(test_liobn, window) == status::ok);
   }
-  std::uint64_t bus(std::uint64_t page_index) const { return window.window().first().value() + page_index * page; }
+  std::uint64_t bus(std::uint64_t page_index) const {
+    return window.window().first().value() + page_index * page;
+  }
   std::uint64_t ram_pages() const { return guest_ram_bytes<Config> / page; }
 };
 
@@ -50,8 +52,10 @@ TEST_CASE("windows of different configurations behind one front end") {
   REQUIRE(hcalls.attach(1, default_window) == status::ok);
   REQUIRE(hcalls.attach(2, huge) == status::ok);
   CHECK(hcalls.put_tce(1, 0x3000, 0x5000 | 3, hcall_path::slow) == status::ok);
-  CHECK(hcalls.put_tce(2, huge_window_bus_offset + 0x30000, 0x50000 | 1, hcall_path::slow) == status::ok);
-  CHECK(hcalls.put_tce(2, huge_window_bus_offset + 0x31000, 0x50000 | 1, hcall_path::slow) == status::not_aligned);
+  CHECK(hcalls.put_tce(2, huge_window_bus_offset + 0x30000, 0x50000 | 1, hcall_path::slow) ==
+        status::ok);
+  CHECK(hcalls.put_tce(2, huge_window_bus_offset + 0x31000, 0x50000 | 1, hcall_path::slow) ==
+        status::not_aligned);
   CHECK(default_window.translate(ioba{0x3123})->target == 0x5123);
   CHECK(huge.translate(ioba{huge_window_bus_offset + 0x30001})->target == 0x50001);
 }
@@ -68,45 +72,134 @@ TEST_CASE("bad input: status, PAPR code, and nothing changed") {
     status expected;
   };
   const std::vector<bad_call> cases = {
-      {"put: unknown LIOBN", [](auto& g) { return g.hcalls.put_tce(7, g.bus(0), page | 1, hcall_path::slow); }, status::not_found},
-      {"indirect: unknown LIOBN", [](auto& g) { return g.hcalls.put_tce_indirect(7, g.bus(0), list, 1, hcall_path::slow); }, status::not_found},
-      {"stuff: unknown LIOBN", [](auto& g) { return g.hcalls.stuff_tce(7, g.bus(0), 0, 1, hcall_path::slow); }, status::not_found},
-      {"put: IOBA below the window", [](auto& g) { return g.hcalls.put_tce(liobn, g.bus(0) - page, page | 1, hcall_path::slow); }, status::out_of_window},
-      {"put: IOBA past the window", [](auto& g) { return g.hcalls.put_tce(liobn, g.bus(g.window.pages()), page | 1, hcall_path::slow); }, status::out_of_window},
-      {"put: IOBA at 2^64 - 1", [](auto& g) { return g.hcalls.put_tce(liobn, UINT64_MAX, page | 1, hcall_path::slow); }, status::out_of_window},
-      {"put: IOBA not page aligned", [](auto& g) { return g.hcalls.put_tce(liobn, g.bus(3) + 0x1000, page | 1, hcall_path::slow); }, status::not_aligned},
-      {"put: target not page aligned", [](auto& g) { return g.hcalls.put_tce(liobn, g.bus(3), page + 0x1000 + 1, hcall_path::slow); }, status::not_aligned},
-      {"put: a bit that is no permission", [](auto& g) { return g.hcalls.put_tce(liobn, g.bus(3), page | 0x4, hcall_path::slow); }, status::not_aligned},
-      {"put: target outside guest RAM", [](auto& g) { return g.hcalls.put_tce(liobn, g.bus(3), guest_ram_bytes<config> | 1, hcall_path::slow); }, status::not_permitted},
-      {"indirect: zero pages", [](auto& g) { return g.hcalls.put_tce_indirect(liobn, g.bus(0), list, 0, hcall_path::slow); }, status::invalid_parameter},
-      {"indirect: 513 pages", [](auto& g) { return g.hcalls.put_tce_indirect(liobn, g.bus(0), list, 513, hcall_path::slow); }, status::invalid_parameter},
-      {"indirect: list not 4K aligned", [](auto& g) { return g.hcalls.put_tce_indirect(liobn, g.bus(0), list + 8, 2, hcall_path::slow); }, status::not_aligned},
-      {"indirect: list outside guest memory", [](auto& g) { return g.hcalls.put_tce_indirect(liobn, g.bus(0), guest_ram_bytes<config>, 2, hcall_path::slow); }, status::fault},
-      {"indirect: list page that faults", [](auto& g) { g.memory.make_faulting(gpa{list}); return g.hcalls.put_tce_indirect(liobn, g.bus(0), list, 2, hcall_path::slow); }, status::fault},
-      {"indirect: IOBA not page aligned", [](auto& g) { return g.hcalls.put_tce_indirect(liobn, g.bus(0) + 8, list, 2, hcall_path::slow); }, status::not_aligned},
-      {"indirect: first page inside, last page outside", [](auto& g) { return g.hcalls.put_tce_indirect(liobn, g.bus(g.window.pages() - 2), list, 3, hcall_path::slow); }, status::out_of_window},
-      {"indirect: IOBA below the window", [](auto& g) { return g.hcalls.put_tce_indirect(liobn, g.bus(0) - page, list, 1, hcall_path::slow); }, status::out_of_window},
-      {"indirect: the last TCE has a stray bit", [](auto& g) {
+      {"put: unknown LIOBN",
+       [](auto& g) { return g.hcalls.put_tce(7, g.bus(0), page | 1, hcall_path::slow); },
+       status::not_found},
+      {"indirect: unknown LIOBN",
+       [](auto& g) { return g.hcalls.put_tce_indirect(7, g.bus(0), list, 1, hcall_path::slow); },
+       status::not_found},
+      {"stuff: unknown LIOBN",
+       [](auto& g) { return g.hcalls.stuff_tce(7, g.bus(0), 0, 1, hcall_path::slow); },
+       status::not_found},
+      {"put: IOBA below the window",
+       [](auto& g) { return g.hcalls.put_tce(liobn, g.bus(0) - page, page | 1, hcall_path::slow); },
+       status::out_of_window},
+      {"put: IOBA past the window",
+       [](auto& g) {
+         return g.hcalls.put_tce(liobn, g.bus(g.window.pages()), page | 1, hcall_path::slow);
+       },
+       status::out_of_window},
+      {"put: IOBA at 2^64 - 1",
+       [](auto& g) { return g.hcalls.put_tce(liobn, UINT64_MAX, page | 1, hcall_path::slow); },
+       status::out_of_window},
+      {"put: IOBA not page aligned",
+       [](auto& g) {
+         return g.hcalls.put_tce(liobn, g.bus(3) + 0x1000, page | 1, hcall_path::slow);
+       },
+       status::not_aligned},
+      {"put: target not page aligned",
+       [](auto& g) {
+         return g.hcalls.put_tce(liobn, g.bus(3), page + 0x1000 + 1, hcall_path::slow);
+       },
+       status::not_aligned},
+      {"put: a bit that is no permission",
+       [](auto& g) { return g.hcalls.put_tce(liobn, g.bus(3), page | 0x4, hcall_path::slow); },
+       status::not_aligned},
+      {"put: target outside guest RAM",
+       [](auto& g) {
+         return g.hcalls.put_tce(liobn, g.bus(3), guest_ram_bytes<config> | 1, hcall_path::slow);
+       },
+       status::not_permitted},
+      {"indirect: zero pages",
+       [](auto& g) {
+         return g.hcalls.put_tce_indirect(liobn, g.bus(0), list, 0, hcall_path::slow);
+       },
+       status::invalid_parameter},
+      {"indirect: 513 pages",
+       [](auto& g) {
+         return g.hcalls.put_tce_indirect(liobn, g.bus(0), list, 513, hcall_path::slow);
+       },
+       status::invalid_parameter},
+      {"indirect: list not 4K aligned",
+       [](auto& g) {
+         return g.hcalls.put_tce_indirect(liobn, g.bus(0), list + 8, 2, hcall_path::slow);
+       },
+       status::not_aligned},
+      {"indirect: list outside guest memory",
+       [](auto& g) {
+         return g.hcalls.put_tce_indirect(liobn, g.bus(0), guest_ram_bytes<config>, 2,
+                                          hcall_path::slow);
+       },
+       status::fault},
+      {"indirect: list page that faults",
+       [](auto& g) {
+         g.memory.make_faulting(gpa{list});
+         return g.hcalls.put_tce_indirect(liobn, g.bus(0), list, 2, hcall_path::slow);
+       },
+       status::fault},
+      {"indirect: IOBA not page aligned",
+       [](auto& g) {
+         return g.hcalls.put_tce_indirect(liobn, g.bus(0) + 8, list, 2, hcall_path::slow);
+       },
+       status::not_aligned},
+      {"indirect: first page inside, last page outside",
+       [](auto& g) {
+         return g.hcalls.put_tce_indirect(liobn, g.bus(g.window.pages() - 2), list, 3,
+                                          hcall_path::slow);
+       },
+       status::out_of_window},
+      {"indirect: IOBA below the window",
+       [](auto& g) {
+         return g.hcalls.put_tce_indirect(liobn, g.bus(0) - page, list, 1, hcall_path::slow);
+       },
+       status::out_of_window},
+      {"indirect: the last TCE has a stray bit",
+       [](auto& g) {
          std::vector<std::uint64_t> tces(64, page | 1);
          tces.back() |= 0x8;
          REQUIRE(g.memory.write_tce_list(gpa{list}, tces) == status::ok);
-         return g.hcalls.put_tce_indirect(liobn, g.bus(10), list, 64, hcall_path::slow); }, status::not_aligned},
-      {"indirect: one TCE in the middle outside guest RAM", [](auto& g) {
+         return g.hcalls.put_tce_indirect(liobn, g.bus(10), list, 64, hcall_path::slow);
+       },
+       status::not_aligned},
+      {"indirect: one TCE in the middle outside guest RAM",
+       [](auto& g) {
          std::vector<std::uint64_t> tces(512, 2 * page | 3);
          tces[300] = guest_ram_bytes<config> | 3;
          REQUIRE(g.memory.write_tce_list(gpa{list}, tces) == status::ok);
-         return g.hcalls.put_tce_indirect(liobn, g.bus(100), list, 512, hcall_path::slow); }, status::not_permitted},
-      {"stuff: a mapping, without the QEMU option", [](auto& g) { return g.hcalls.stuff_tce(liobn, g.bus(0), page | 1, 4, hcall_path::slow); }, status::invalid_parameter},
-      {"stuff: zero pages", [](auto& g) { return g.hcalls.stuff_tce(liobn, g.bus(0), 0, 0, hcall_path::slow); }, status::invalid_parameter},
-      {"stuff: past the window", [](auto& g) { return g.hcalls.stuff_tce(liobn, g.bus(g.window.pages() - 4), 0, 5, hcall_path::slow); }, status::out_of_window},
-      {"stuff: a stray bit", [](auto& g) { return g.hcalls.stuff_tce(liobn, g.bus(0), 0x10, 4, hcall_path::slow); }, status::not_aligned},
-      {"stuff: IOBA not page aligned", [](auto& g) { return g.hcalls.stuff_tce(liobn, g.bus(0) + 0x800, 0, 4, hcall_path::slow); }, status::not_aligned},
-      {"stuff: npages that wraps the bus address", [](auto& g) { return g.hcalls.stuff_tce(liobn, g.bus(1), 0, UINT64_MAX, hcall_path::slow); }, status::out_of_window},
-      {"fast path: put needs a level", [](auto& g) { return g.hcalls.put_tce(liobn, g.bus(1 << 20), page | 1, hcall_path::fast); }, status::too_hard},
-      {"fast path: list page not resident", [](auto& g) {
-         REQUIRE(g.memory.write_tce_list(gpa{list}, std::vector<std::uint64_t>(4, page | 1)) == status::ok);
+         return g.hcalls.put_tce_indirect(liobn, g.bus(100), list, 512, hcall_path::slow);
+       },
+       status::not_permitted},
+      {"stuff: a mapping, without the QEMU option",
+       [](auto& g) { return g.hcalls.stuff_tce(liobn, g.bus(0), page | 1, 4, hcall_path::slow); },
+       status::invalid_parameter},
+      {"stuff: zero pages",
+       [](auto& g) { return g.hcalls.stuff_tce(liobn, g.bus(0), 0, 0, hcall_path::slow); },
+       status::invalid_parameter},
+      {"stuff: past the window",
+       [](auto& g) {
+         return g.hcalls.stuff_tce(liobn, g.bus(g.window.pages() - 4), 0, 5, hcall_path::slow);
+       },
+       status::out_of_window},
+      {"stuff: a stray bit",
+       [](auto& g) { return g.hcalls.stuff_tce(liobn, g.bus(0), 0x10, 4, hcall_path::slow); },
+       status::not_aligned},
+      {"stuff: IOBA not page aligned",
+       [](auto& g) { return g.hcalls.stuff_tce(liobn, g.bus(0) + 0x800, 0, 4, hcall_path::slow); },
+       status::not_aligned},
+      {"stuff: npages that wraps the bus address",
+       [](auto& g) { return g.hcalls.stuff_tce(liobn, g.bus(1), 0, UINT64_MAX, hcall_path::slow); },
+       status::out_of_window},
+      {"fast path: put needs a level",
+       [](auto& g) { return g.hcalls.put_tce(liobn, g.bus(1 << 20), page | 1, hcall_path::fast); },
+       status::too_hard},
+      {"fast path: list page not resident",
+       [](auto& g) {
+         REQUIRE(g.memory.write_tce_list(gpa{list}, std::vector<std::uint64_t>(4, page | 1)) ==
+                 status::ok);
          g.memory.make_slow_only(gpa{list});
-         return g.hcalls.put_tce_indirect(liobn, g.bus(0), list, 4, hcall_path::fast); }, status::too_hard},
+         return g.hcalls.put_tce_indirect(liobn, g.bus(0), list, 4, hcall_path::fast);
+       },
+       status::too_hard},
   };
   REQUIRE(cases.size() >= 20);
   for (const bad_call& c : cases) {
@@ -119,7 +212,8 @@ TEST_CASE("bad input: status, PAPR code, and nothing changed") {
     const snapshot before = take_snapshot(g.window);
     const status s = c.call(g);
     CHECK(s == c.expected);
-    CHECK(to_hcall(s) == (s == status::too_hard ? hcall_return::H_TOO_HARD : hcall_return::H_PARAMETER));
+    CHECK(to_hcall(s) ==
+          (s == status::too_hard ? hcall_return::H_TOO_HARD : hcall_return::H_PARAMETER));
     CHECK(take_snapshot(g.window) == before);
     CHECK(g.changes.empty());
   }
@@ -141,13 +235,15 @@ TEST_CASE("a TCE without permissions is kept verbatim and maps nothing") {
   CHECK(*g.window.get(ioba{g.bus(2)}) == 0x9000);
   CHECK(g.window.translate(ioba{g.bus(2)}).error() == status::not_found);
   // A target outside RAM is fine when nothing is mapped.
-  CHECK(g.hcalls.put_tce(test_liobn, g.bus(2), guest_ram_bytes<config>, hcall_path::slow) == status::ok);
+  CHECK(g.hcalls.put_tce(test_liobn, g.bus(2), guest_ram_bytes<config>, hcall_path::slow) ==
+        status::ok);
 }
 
 TEST_CASE("stuffing zeros over levels that do not exist allocates nothing") {
   guest<config_huge_window> g;
   const std::size_t bytes = g.window.memory_bytes();
-  REQUIRE(g.hcalls.stuff_tce(test_liobn, g.bus(0), 0, g.window.pages(), hcall_path::fast) == status::ok);
+  REQUIRE(g.hcalls.stuff_tce(test_liobn, g.bus(0), 0, g.window.pages(), hcall_path::fast) ==
+          status::ok);
   CHECK(g.window.memory_bytes() == bytes);
 }
 
@@ -163,13 +259,15 @@ struct random_calls {
   std::mt19937_64 rng;
   std::uint64_t window_pages, ram_pages;
 
-  std::uint64_t next(std::uint64_t bound) { return std::uniform_int_distribution<std::uint64_t>(0, bound - 1)(rng); }
+  std::uint64_t next(std::uint64_t bound) {
+    return std::uniform_int_distribution<std::uint64_t>(0, bound - 1)(rng);
+  }
   std::uint64_t tce() {
     switch (next(8)) {
     case 0: return 0;
-    case 1: return next(ram_pages) * page; // no permission
+    case 1: return next(ram_pages) * page;      // no permission
     case 2: return guest_ram_bytes<Config> | 1; // not RAM
-    case 3: return next(ram_pages) * page | 4; // stray bit
+    case 3: return next(ram_pages) * page | 4;  // stray bit
     default: return next(ram_pages) * page | (1 + next(3));
     }
   }
@@ -181,8 +279,8 @@ struct random_calls {
 
 template <class Config>
 status issue_random_call(guest<Config>& g, random_calls<Config>& r, hcall_path path,
-                         std::vector<std::uint64_t>& list_used, std::uint64_t& first, std::uint64_t& pages,
-                         int& kind, std::uint64_t& value) {
+                         std::vector<std::uint64_t>& list_used, std::uint64_t& first,
+                         std::uint64_t& pages, int& kind, std::uint64_t& value) {
   first = r.page_index();
   kind = static_cast<int>(r.next(3));
   if (kind == 0) {
@@ -212,7 +310,8 @@ TEST_CASE_TEMPLATE("random hypercalls agree with a reference model", Config, iop
   using format = typename table_type::format;
   guest<Config> g;
   reference_model<table_type> model(g.window);
-  random_calls<Config> r{std::mt19937_64(42 + table_type::page_shift), g.window.pages(), g.ram_pages()};
+  random_calls<Config> r{std::mt19937_64(42 + table_type::page_shift), g.window.pages(),
+                         g.ram_pages()};
   std::vector<std::uint64_t> list;
   int ok_calls = 0;
   for (int step = 0; step < 4000; ++step) {
@@ -225,7 +324,8 @@ TEST_CASE_TEMPLATE("random hypercalls agree with a reference model", Config, iop
     auto check_tce = [&](std::uint64_t tce) {
       if (format::check(tce, table_type::page_shift) != status::ok)
         return format::check(tce, table_type::page_shift);
-      if (format::is_present(tce) && format::target(tce, table_type::page_shift) >= guest_ram_bytes<Config>)
+      if (format::is_present(tce) &&
+          format::target(tce, table_type::page_shift) >= guest_ram_bytes<Config>)
         return status::not_permitted;
       return status::ok;
     };
@@ -256,7 +356,8 @@ TEST_CASE_TEMPLATE("fast path then slow path gives what the slow path alone give
                    iopt_test::config_guest_4k) {
   guest<Config> fast_then_slow;
   guest<Config> slow_only;
-  random_calls<Config> r1{std::mt19937_64(7), fast_then_slow.window.pages(), fast_then_slow.ram_pages()};
+  random_calls<Config> r1{std::mt19937_64(7), fast_then_slow.window.pages(),
+                          fast_then_slow.ram_pages()};
   random_calls<Config> r2 = r1;
   std::vector<std::uint64_t> list;
   int handed_over = 0;
@@ -270,14 +371,16 @@ TEST_CASE_TEMPLATE("fast path then slow path gives what the slow path alone give
     int kind = 0;
     random_calls<Config> replay = r1;
     const snapshot before = take_snapshot(fast_then_slow.window);
-    status s = issue_random_call(fast_then_slow, r1, hcall_path::fast, list, first, pages, kind, value);
+    status s =
+        issue_random_call(fast_then_slow, r1, hcall_path::fast, list, first, pages, kind, value);
     if (s == status::too_hard) {
       ++handed_over;
       CHECK(take_snapshot(fast_then_slow.window) == before); // the fast path left nothing behind
       r1 = replay;
       s = issue_random_call(fast_then_slow, r1, hcall_path::slow, list, first, pages, kind, value);
     }
-    const status slow = issue_random_call(slow_only, r2, hcall_path::slow, list, first, pages, kind, value);
+    const status slow =
+        issue_random_call(slow_only, r2, hcall_path::slow, list, first, pages, kind, value);
     REQUIRE(s == slow);
     if (step % 300 == 0)
       REQUIRE(take_snapshot(fast_then_slow.window) == take_snapshot(slow_only.window));

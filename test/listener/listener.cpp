@@ -44,13 +44,15 @@ TEST_CASE("trimmed heads and tails are reported with their exact ranges") {
   REQUIRE(sink.added.size() == 1);
   CHECK(sink.added[0] == recording_sink::range{0x1'0001'0000, 0x7000'0001'0000, 2 * k64});
   REQUIRE(sink.fragments.size() == 2);
-  CHECK(sink.fragments[0] == unaligned_event{gpa{0x1'0000'3000}, k64 - 0x3000, unaligned_part::head, 1});
+  CHECK(sink.fragments[0] ==
+        unaligned_event{gpa{0x1'0000'3000}, k64 - 0x3000, unaligned_part::head, 1});
   CHECK(sink.fragments[1] == unaligned_event{gpa{0x1'0003'0000}, 0x3000, unaligned_part::tail, 1});
   // Less than a granule, and guest/host offsets that disagree.
   REQUIRE(map.add_region(ram(2, 0x2'0000'0000, k4, 0x7100'0000'0000)) == status::ok);
   REQUIRE(map.add_region(ram(3, 0x3'0000'0000, 4 * k64, 0x7200'0000'1000)) == status::ok);
   CHECK(sink.fragments[2].part == unaligned_part::whole);
-  CHECK(sink.fragments[3] == unaligned_event{gpa{0x3'0000'0000}, 4 * k64, unaligned_part::offset_mismatch, 3});
+  CHECK(sink.fragments[3] ==
+        unaligned_event{gpa{0x3'0000'0000}, 4 * k64, unaligned_part::offset_mismatch, 3});
   CHECK(sink.added.size() == 1);
   // Removal undoes the addition, and only that.
   REQUIRE(map.remove_region(1) == status::ok);
@@ -66,9 +68,12 @@ TEST_CASE("adjacent sections of one backing merge; removing one part splits the 
   {
     memory_map::batch b(map);
     REQUIRE(map.add_region(ram(1, 0x0000'0000, 4 * k64, 0x7000'0000'0000)) == status::ok);
-    REQUIRE(map.add_region(ram(2, 0x0004'0000, 4 * k64, 0x7000'0004'0000)) == status::ok); // contiguous host
-    REQUIRE(map.add_region(ram(3, 0x0008'0000, 4 * k64, 0x7000'0009'0000)) == status::ok); // host not contiguous
-    REQUIRE(map.add_region(ram(4, 0x000c'0000, 4 * k64, 0x7000'000c'0000, 2)) == status::ok); // other backing
+    REQUIRE(map.add_region(ram(2, 0x0004'0000, 4 * k64, 0x7000'0004'0000)) ==
+            status::ok); // contiguous host
+    REQUIRE(map.add_region(ram(3, 0x0008'0000, 4 * k64, 0x7000'0009'0000)) ==
+            status::ok); // host not contiguous
+    REQUIRE(map.add_region(ram(4, 0x000c'0000, 4 * k64, 0x7000'000c'0000, 2)) ==
+            status::ok); // other backing
   }
   REQUIRE(sink.added.size() == 3);
   CHECK(sink.added[0] == recording_sink::range{0, 0x7000'0000'0000, 8 * k64});
@@ -88,7 +93,8 @@ TEST_CASE("a section aligned to 4K but not to 64K: two listeners, two explicit o
   memory_map map;
   recording_sink at_4k, at_64k;
   memory_listener<page_4k, recording_sink> dma_listener(page_4k{}, at_4k);
-  memory_listener<runtime_page_size, recording_sink> prereg_listener(*runtime_page_size::make(16), at_64k);
+  memory_listener<runtime_page_size, recording_sink> prereg_listener(*runtime_page_size::make(16),
+                                                                     at_64k);
   map.attach(dma_listener);
   map.attach(prereg_listener);
   // 0x10000 .. 0x37000: 4K aligned at both ends, 64K aligned only at the start.
@@ -96,7 +102,8 @@ TEST_CASE("a section aligned to 4K but not to 64K: two listeners, two explicit o
   CHECK(at_4k.added == std::vector<recording_sink::range>{{0x10000, 0x7000'0001'0000, 0x27000}});
   CHECK(at_4k.fragments.empty());
   CHECK(at_64k.added == std::vector<recording_sink::range>{{0x10000, 0x7000'0001'0000, 0x20000}});
-  CHECK(at_64k.fragments == std::vector<unaligned_event>{{gpa{0x30000}, 0x7000, unaligned_part::tail, 1}});
+  CHECK(at_64k.fragments ==
+        std::vector<unaligned_event>{{gpa{0x30000}, 0x7000, unaligned_part::tail, 1}});
 }
 
 TEST_CASE("the preregistration sink registers RAM at the host page size and reports failures") {
@@ -108,7 +115,8 @@ TEST_CASE("the preregistration sink registers RAM at the host page size and repo
   memory_map map;
   map.attach(listener);
   REQUIRE(map.add_region(ram(1, 0, 16 * k64, 0x7000'0000'0000)) == status::ok);
-  REQUIRE(map.add_region(memory_region{2, gpa{0x100'0000}, k64, 0, region_kind::device_ram, ua{0x7100'0000'0000}, 9}) == status::ok);
+  REQUIRE(map.add_region(memory_region{2, gpa{0x100'0000}, k64, 0, region_kind::device_ram,
+                                       ua{0x7100'0000'0000}, 9}) == status::ok);
   CHECK(registry.region_count() == 1); // device RAM is not registered
   CHECK(registry.lookup(ua{0x7000'0000'0000}, 16 * k64));
   // Registering memory already registered (another user did) fails visibly.

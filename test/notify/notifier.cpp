@@ -12,7 +12,8 @@ namespace {
 using table_type = tce_table<config_huge_window>;
 constexpr std::uint64_t page = table_type::page_bytes;
 
-table_type make_huge(std::uint64_t offset = huge_window_bus_offset, std::uint64_t bytes = std::uint64_t{1} << 47) {
+table_type make_huge(std::uint64_t offset = huge_window_bus_offset,
+                     std::uint64_t bytes = std::uint64_t{1} << 47) {
   auto t = table_type::create(ioba{offset}, bytes);
   REQUIRE(t);
   return std::move(t).value();
@@ -29,14 +30,17 @@ struct event_log {
 TEST_CASE("attaching replays the window's mappings as coalesced runs") {
   auto t = make_huge();
   const ioba at{huge_window_bus_offset + (std::uint64_t{1} << 40)};
-  REQUIRE(t.map_range(at, std::uint64_t{1} << 44, 16384, permission::read_write) == status::ok); // 1 GiB
+  REQUIRE(t.map_range(at, std::uint64_t{1} << 44, 16384, permission::read_write) ==
+          status::ok); // 1 GiB
   REQUIRE(t.map(at + 20000 * page, 0x10000, permission::read) == status::ok);
   notifier_list list;
   event_log log;
   callback_notifier n(log.callback());
   list.attach(n, t);
   REQUIRE(log.events.size() == 2); // the gigabyte is one event, not 16384
-  CHECK(log.events[0] == iommu_event{iommu_event::kind::map, mapped_run{at, std::uint64_t{1} << 44, 16384, permission::read_write}});
+  CHECK(log.events[0] ==
+        iommu_event{iommu_event::kind::map,
+                    mapped_run{at, std::uint64_t{1} << 44, 16384, permission::read_write}});
   CHECK(log.events[1].run.pages == 1);
 }
 
@@ -53,7 +57,8 @@ TEST_CASE("an empty 128 TiB window replays nothing") {
 TEST_CASE("replay is safe at the top of the 64-bit space") {
   const std::uint64_t size = std::uint64_t{1} << 40;
   auto t = make_huge(0 - size, size);
-  REQUIRE(t.map_range(ioba{0 - 3 * page}, UINT64_MAX - 3 * page + 1, 3, permission::read) == status::ok);
+  REQUIRE(t.map_range(ioba{0 - 3 * page}, UINT64_MAX - 3 * page + 1, 3, permission::read) ==
+          status::ok);
   event_log log;
   callback_notifier n(log.callback());
   replay(t, n);
@@ -94,10 +99,12 @@ TEST_CASE("the hypercall front end reports through notifiers: one event per run,
   for (std::uint64_t i = 0; i < 512; ++i)
     tces[i] = (i * page) | 3;
   REQUIRE(memory.write_tce_list(gpa{0x100000}, tces) == status::ok);
-  REQUIRE(hcalls.put_tce_indirect(7, huge_window_bus_offset, 0x100000, 512, hcall_path::slow) == status::ok);
+  REQUIRE(hcalls.put_tce_indirect(7, huge_window_bus_offset, 0x100000, 512, hcall_path::slow) ==
+          status::ok);
   REQUIRE(log.events.size() == 2); // unmap of the range, then one map run of 512 pages
   CHECK(log.events[1].run.pages == 512);
-  REQUIRE(hcalls.stuff_tce(7, huge_window_bus_offset, 0, std::uint64_t{1} << 20, hcall_path::slow) == status::ok);
+  REQUIRE(hcalls.stuff_tce(7, huge_window_bus_offset, 0, std::uint64_t{1} << 20,
+                           hcall_path::slow) == status::ok);
   REQUIRE(log.events.size() == 3); // one unmap for 2^20 entries
   CHECK(log.events[2].type == iommu_event::kind::unmap);
   CHECK(log.events[2].run.pages == std::uint64_t{1} << 20);
@@ -108,7 +115,8 @@ TEST_CASE("the container reports through notifiers") {
   unlimited_accounting pins, tables;
   prereg_registry<simulated_backend, unlimited_accounting> registry(backend, pins);
   preregistered<decltype(registry)> strategy(registry);
-  dma_container<decltype(strategy), unlimited_accounting, config_4k, config_huge_window> container(strategy, tables);
+  dma_container<decltype(strategy), unlimited_accounting, config_4k, config_huge_window> container(
+      strategy, tables);
   notifier_list list;
   event_log log;
   callback_notifier n(log.callback());
@@ -117,10 +125,12 @@ TEST_CASE("the container reports through notifiers") {
   const ua memory{0x40'0000'0000};
   REQUIRE(container.register_memory(memory, std::uint64_t{1} << 30) == status::ok);
   REQUIRE(container.create_window(16, 47));
-  REQUIRE(container.map_dma(ioba{huge_window_bus_offset}, memory, std::uint64_t{1} << 30, permission::read) == status::ok);
+  REQUIRE(container.map_dma(ioba{huge_window_bus_offset}, memory, std::uint64_t{1} << 30,
+                            permission::read) == status::ok);
   REQUIRE(log.events.size() == 1); // a contiguous gigabyte: one event
   CHECK(log.events[0].run.pages == 16384);
-  CHECK(*container.unmap_dma(ioba{huge_window_bus_offset}, std::uint64_t{1} << 30) == std::uint64_t{1} << 30);
+  CHECK(*container.unmap_dma(ioba{huge_window_bus_offset}, std::uint64_t{1} << 30) ==
+        std::uint64_t{1} << 30);
   REQUIRE(log.events.size() == 2);
   CHECK(log.events[1].type == iommu_event::kind::unmap);
   CHECK(registry.unregister_region(memory, std::uint64_t{1} << 30) == status::ok);

@@ -46,7 +46,7 @@ TEST_CASE("v1 pins and charges at map time; v2 only counts mappings") {
   CHECK(backend1.pinned_pages() == 1);
   CHECK(accounting1.charged() == page);
   REQUIRE(v1.map_page(ua{0x100000}, shift, permission::read, t) == status::ok); // same page again
-  CHECK(backend1.pinned_pages() == 1);   // pins do not nest: counted, not pinned twice
+  CHECK(backend1.pinned_pages() == 1);      // pins do not nest: counted, not pinned twice
   CHECK(accounting1.charged() == 2 * page); // but each mapping is charged, as the kernel does
   v1.unmap_page(ua{0x100000}, shift, permission::read);
   CHECK(backend1.pinned_pages() == 1);
@@ -90,7 +90,8 @@ TEST_CASE("v2 refuses memory that is not registered, or pages larger than its re
   preregistered<decltype(registry)> v2(registry);
   hpa t{};
   CHECK(v2.map_page(ua{0x200000}, shift, permission::read, t) == status::not_found);
-  CHECK(v2.map_page(ua{0x100000}, shift + 1, permission::read, t) == status::unsupported); // 64K-backed
+  CHECK(v2.map_page(ua{0x100000}, shift + 1, permission::read, t) ==
+        status::unsupported); // 64K-backed
   CHECK(v2.map_page(ua{0x100000 + 4 * page}, shift, permission::read, t) == status::not_found);
   CHECK(registry.unregister_region(ua{0x100000}, 4 * page) == status::ok); // no count was leaked
 }
@@ -101,7 +102,8 @@ TEST_CASE("v1 failures leave nothing charged or pinned") {
   pin_on_map<simulated_backend, counted_accounting> v1(backend, accounting);
   hpa t{};
   REQUIRE(v1.map_page(ua{0x100000}, shift, permission::read, t) == status::ok);
-  CHECK(v1.map_page(ua{0x110000}, shift, permission::read, t) == status::no_memory); // over the limit
+  CHECK(v1.map_page(ua{0x110000}, shift, permission::read, t) ==
+        status::no_memory); // over the limit
   CHECK(backend.pinned_pages() == 1);
   v1.unmap_page(ua{0x100000}, shift, permission::read);
   backend.fail_nth_pin(1);

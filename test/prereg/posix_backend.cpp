@@ -78,7 +78,8 @@ TEST_CASE("pinned pages show as locked in the process, and translate when allowe
         }
         REQUIRE(a);
         CHECK(is_aligned(*a, backend.host_page_shift()));
-        CHECK(registry.translate(**held, first + i * page, backend.host_page_shift())->value() == a->value());
+        CHECK(registry.translate(**held, first + i * page, backend.host_page_shift())->value() ==
+              a->value());
         frames.insert(a->value());
       }
       if (translated)
@@ -98,7 +99,8 @@ TEST_CASE("pinned pages show as locked in the process, and translate when allowe
 TEST_CASE("pinning memory that is not mapped fails cleanly") {
   posix_backend backend;
   const std::uint64_t page = std::uint64_t{1} << backend.host_page_shift();
-  void* memory = ::mmap(nullptr, 4 * page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  void* memory =
+      ::mmap(nullptr, 4 * page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   REQUIRE(memory != MAP_FAILED);
   ::munmap(memory, 4 * page);
   const status s = backend.pin(ua{reinterpret_cast<std::uintptr_t>(memory)}, 4 * page);

@@ -25,7 +25,9 @@ struct fixture {
     std::uint64_t charged, pinned;
     friend bool operator==(const state&, const state&) = default;
   };
-  state now() const { return {registry.region_count(), accounting.charged(), backend.pinned_pages()}; }
+  state now() const {
+    return {registry.region_count(), accounting.charged(), backend.pinned_pages()};
+  }
 };
 
 } // namespace
@@ -39,7 +41,8 @@ TEST_CASE("register, look up and unregister") {
   REQUIRE(info);
   CHECK(info->first == ua{0x100000});
   CHECK(info->size == 16 * page);
-  CHECK(f.registry.lookup(ua{0x100000 + 15 * page}, 2 * page).error() == status::not_found); // runs past
+  CHECK(f.registry.lookup(ua{0x100000 + 15 * page}, 2 * page).error() ==
+        status::not_found); // runs past
   CHECK(f.registry.lookup(ua{0x100000 - page}, page).error() == status::not_found);
   REQUIRE(f.registry.unregister_region(ua{0x100000}, 16 * page) == status::ok);
   CHECK(f.now() == fixture::state{0, 0, 0});
@@ -53,7 +56,7 @@ TEST_CASE("bad registrations change nothing") {
   CHECK(f.registry.register_region(ua{0x800000}, page + 0x1000) == status::not_aligned);
   CHECK(f.registry.register_region(ua{0x800000}, 0) == status::invalid_parameter);
   CHECK(f.registry.register_region(ua{0 - 2 * page}, 4 * page) == status::wraps);
-  CHECK(f.registry.register_region(ua{0x400000}, 8 * page) == status::exists);            // the same
+  CHECK(f.registry.register_region(ua{0x400000}, 8 * page) == status::exists); // the same
   CHECK(f.registry.register_region(ua{0x400000 + 7 * page}, 2 * page) == status::exists); // tail
   CHECK(f.registry.register_region(ua{0x400000 - page}, 2 * page) == status::exists);     // head
   CHECK(f.registry.register_region(ua{0x300000}, 64 * page) == status::exists);           // around

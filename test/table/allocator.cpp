@@ -16,7 +16,8 @@ static_assert(!level_allocator<int>);
 
 TEST_CASE("the heap allocator returns naturally aligned blocks") {
   heap_allocator heap;
-  for (std::size_t bytes : {std::size_t{8}, std::size_t{4096}, std::size_t{1} << 17, std::size_t{1} << 21}) {
+  for (std::size_t bytes :
+       {std::size_t{8}, std::size_t{4096}, std::size_t{1} << 17, std::size_t{1} << 21}) {
     void* p = heap.allocate(bytes, bytes);
     REQUIRE(p != nullptr);
     CHECK(reinterpret_cast<std::uintptr_t>(p) % bytes == 0);

@@ -15,7 +15,8 @@ using namespace iopt_test;
 
 TEST_CASE("two threads racing to create the same levels end with one of each") {
   for (int trial = 0; trial < 200; ++trial) {
-    auto made = tce_table<config_huge_window>::create(ioba{huge_window_bus_offset}, std::uint64_t{1} << 47);
+    auto made =
+        tce_table<config_huge_window>::create(ioba{huge_window_bus_offset}, std::uint64_t{1} << 47);
     REQUIRE(made);
     auto& t = *made;
     const std::size_t empty = t.memory_bytes();
@@ -25,8 +26,8 @@ TEST_CASE("two threads racing to create the same levels end with one of each") {
       while (ready.load() < 2) {
       }
       for (std::uint64_t i = 0; i < 64; ++i)
-        REQUIRE(t.map(page_address(t, first_page + 2 * i), (first_page + 2 * i) << 16, permission::read) ==
-                status::ok);
+        REQUIRE(t.map(page_address(t, first_page + 2 * i), (first_page + 2 * i) << 16,
+                      permission::read) == status::ok);
     };
     // Interleaved pages of one leaf: both threads need the same middle block and leaf.
     std::thread a(writer, 1000);
@@ -64,8 +65,8 @@ TEST_CASE("disjoint ranges written concurrently equal the sequential result") {
   const std::uint64_t chunk = 20'000; // crosses a leaf boundary for each thread
   auto work = [](tce_table<config_huge_window>& t, std::uint64_t first) {
     for (std::uint64_t i = 0; i < chunk; i += 100)
-      REQUIRE(t.map_range(page_address(t, first + i), (first + i) << 16, 100, permission::read_write) ==
-              status::ok);
+      REQUIRE(t.map_range(page_address(t, first + i), (first + i) << 16, 100,
+                          permission::read_write) == status::ok);
     REQUIRE(t.clear(page_address(t, first + 50), 25) == status::ok);
   };
   std::thread x([&] { work(parallel, 0); });

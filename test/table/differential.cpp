@@ -18,7 +18,8 @@ constexpr int full_compare_every = 2'000;
 template <class Table>
 class random_pages {
 public:
-  random_pages(const Table& t, std::uint64_t seed) : rng_(seed), pages_(t.pages()), edges_(boundary_pages(t)) {}
+  random_pages(const Table& t, std::uint64_t seed)
+      : rng_(seed), pages_(t.pages()), edges_(boundary_pages(t)) {}
 
   // Mostly near block boundaries and the window's ends, where bugs live.
   std::uint64_t page() {
@@ -75,7 +76,8 @@ TEST_CASE_TEMPLATE("random operations agree with the reference model", Config, I
     CAPTURE(step);
     const std::uint64_t p = random.page();
     const ioba at = page_address(t, p);
-    const std::uint64_t target = (random.next(1u << 20) + (random.next(2) ? 0 : UINT64_MAX / page - (1u << 20))) * page;
+    const std::uint64_t target =
+        (random.next(1u << 20) + (random.next(2) ? 0 : UINT64_MAX / page - (1u << 20))) * page;
     const permission perm = any_permission(random.next(3));
     switch (random.next(10)) {
     case 0:

@@ -44,7 +44,8 @@ TEST_CASE_TEMPLATE("every allocation point of map and map_range can fail cleanly
   using operation = status (*)(table_type&, std::uint64_t, std::uint64_t);
   const operation operations[] = {
       [](table_type& t, std::uint64_t from, std::uint64_t n) {
-        return t.map_range(page_address(t, from), 0, std::min(n, t.pages() - from), permission::read);
+        return t.map_range(page_address(t, from), 0, std::min(n, t.pages() - from),
+                           permission::read);
       },
       [](table_type& t, std::uint64_t, std::uint64_t) {
         return t.map(page_address(t, t.pages() - 1), 0, permission::write);
@@ -96,14 +97,16 @@ TEST_CASE("a table whose eager levels cannot all be allocated is not made") {
   fault_plan plan;
   std::uint64_t points = 0;
   {
-    auto t = tce_table<eager_small>::create(ioba{0}, std::uint64_t{1} << 32, fault_injecting_allocator(plan));
+    auto t = tce_table<eager_small>::create(ioba{0}, std::uint64_t{1} << 32,
+                                            fault_injecting_allocator(plan));
     REQUIRE(t);
     points = plan.points;
   }
   REQUIRE(points == 1 + 8); // the top level and eight leaves
   for (std::uint64_t n = 1; n <= points; ++n) {
     plan.fail_nth(n);
-    CHECK(tce_table<eager_small>::create(ioba{0}, std::uint64_t{1} << 32, fault_injecting_allocator(plan))
+    CHECK(tce_table<eager_small>::create(ioba{0}, std::uint64_t{1} << 32,
+                                         fault_injecting_allocator(plan))
               .error() == status::no_memory);
     CHECK(plan.live_blocks == 0);
   }

@@ -9,7 +9,8 @@ using namespace iopt;
 using huge = table_geometry<config_huge_window>;
 static_assert(huge::levels == 3 && huge::top == 2);
 static_assert(huge::page_shift == 16);
-static_assert(huge::index_shift(0) == 0 && huge::index_shift(1) == 14 && huge::index_shift(2) == 23);
+static_assert(huge::index_shift(0) == 0 && huge::index_shift(1) == 14 &&
+              huge::index_shift(2) == 23);
 static_assert(huge::block_bytes(0) == 128 * 1024 && huge::block_bytes(1) == 4096);
 static_assert(huge::max_entries_bits == 36 && huge::max_window_shift == 52);
 // A 128 TiB window (2^31 pages) has a top level of 2^8 entries: 2 KiB.

@@ -139,9 +139,10 @@ public:
     for (const auto& [page, value] : entries_) {
       if (!format::is_present(value))
         continue;
-      const bool extends = !out.empty() && page == prev_page + 1 &&
-                           format::target(prev_value, Table::page_shift) <= UINT64_MAX - page_bytes &&
-                           value == prev_value + page_bytes;
+      const bool extends =
+          !out.empty() && page == prev_page + 1 &&
+          format::target(prev_value, Table::page_shift) <= UINT64_MAX - page_bytes &&
+          value == prev_value + page_bytes;
       if (extends)
         ++out.back().pages;
       else
@@ -162,6 +163,6 @@ private:
 } // namespace iopt_test
 
 // Every conformance suite runs for these.
-#define IOPT_TEST_CONFIGS                                                                         \
-  iopt::config_4k, iopt::config_64k, iopt::config_huge_window, iopt::config_16m,                 \
+#define IOPT_TEST_CONFIGS                                                                          \
+  iopt::config_4k, iopt::config_64k, iopt::config_huge_window, iopt::config_16m,                   \
       iopt_test::config_guest_4k, iopt_test::config_small_blocks

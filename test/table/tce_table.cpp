@@ -2,16 +2,17 @@
 #include "table/support.hpp"
 
 #include <doctest/doctest.h>
+#include <range/v3/range/conversion.hpp>
 #include <range/v3/view/filter.hpp>
 #include <range/v3/view/transform.hpp>
-#include <range/v3/range/conversion.hpp>
 
 #include <ranges>
 
 using namespace iopt;
 using namespace iopt_test;
 
-TEST_CASE_TEMPLATE("a new table holds only what its configuration says", Config, IOPT_TEST_CONFIGS) {
+TEST_CASE_TEMPLATE("a new table holds only what its configuration says", Config,
+                   IOPT_TEST_CONFIGS) {
   using table_type = tce_table<Config>;
   using geometry = table_geometry<Config>;
   auto t = make_table<Config>();
@@ -50,14 +51,16 @@ TEST_CASE_TEMPLATE("map, translate and unmap at every level boundary and window 
   CHECK(t.mappings().begin() == t.mappings().end());
 }
 
-TEST_CASE_TEMPLATE("map_range across level boundaries is one coalesced run", Config, IOPT_TEST_CONFIGS) {
+TEST_CASE_TEMPLATE("map_range across level boundaries is one coalesced run", Config,
+                   IOPT_TEST_CONFIGS) {
   using table_type = tce_table<Config>;
   using geometry = table_geometry<Config>;
   auto t = make_table<Config>();
   const std::uint64_t page = table_type::page_bytes;
   // Start a few pages before the second block of the level above the leaves
   // (or anywhere in a flat table) and run past it.
-  const std::uint64_t span = std::uint64_t{1} << geometry::index_shift(geometry::levels > 1 ? 1 : 0);
+  const std::uint64_t span = std::uint64_t{1}
+                             << geometry::index_shift(geometry::levels > 1 ? 1 : 0);
   const std::uint64_t first = std::min<std::uint64_t>(span > 3 ? span - 3 : 1, t.pages() - 10);
   const std::uint64_t pages = std::min<std::uint64_t>(span + 6, t.pages() - first);
   const std::uint64_t target = std::uint64_t{1} << 40;
@@ -90,7 +93,8 @@ TEST_CASE_TEMPLATE("a run ends where targets stop being contiguous", Config, IOP
   REQUIRE(t.map(page_address(t, 10), 100 * page, permission::read) == status::ok);
   REQUIRE(t.map(page_address(t, 11), 101 * page, permission::read) == status::ok);
   REQUIRE(t.map(page_address(t, 12), 200 * page, permission::read) == status::ok);
-  REQUIRE(t.map(page_address(t, 14), 201 * page, permission::read) == status::ok); // a hole before it
+  REQUIRE(t.map(page_address(t, 14), 201 * page, permission::read) ==
+          status::ok); // a hole before it
   const auto runs = take_snapshot(t).runs;
   REQUIRE(runs.size() == 3);
   CHECK(runs[0].pages == 2);
@@ -112,7 +116,8 @@ TEST_CASE_TEMPLATE("bad input gets a status and changes nothing", Config, IOPT_T
   CHECK(t.map(last_page + page, 0, permission::read) == status::out_of_window);
   CHECK(t.map(first + 1, 0, permission::read) == status::not_aligned);
   CHECK(t.map(first, page / 2, permission::read) == status::not_aligned);
-  CHECK(t.map(first, page + 1, permission::read) == status::not_aligned); // a low bit that looks like R
+  CHECK(t.map(first, page + 1, permission::read) ==
+        status::not_aligned); // a low bit that looks like R
   CHECK(t.map(first, 0, permission::none) == status::invalid_parameter);
   CHECK(t.map(first, 0, static_cast<permission>(4)) == status::bad_permission);
   CHECK(t.map_range(first, 0, 0, permission::read) == status::invalid_parameter);
@@ -132,7 +137,8 @@ TEST_CASE_TEMPLATE("bad input gets a status and changes nothing", Config, IOPT_T
   CHECK(t.translate(below).error() == status::out_of_window);
   CHECK(t.translate(last_page + page).error() == status::out_of_window);
   std::uint64_t runs_seen = 0;
-  CHECK(t.for_each_run(first, 0, [&](const mapped_run&) { ++runs_seen; }) == status::invalid_parameter);
+  CHECK(t.for_each_run(first, 0, [&](const mapped_run&) { ++runs_seen; }) ==
+        status::invalid_parameter);
   CHECK(runs_seen == 0);
 
   CHECK(take_snapshot(t) == before);
@@ -163,7 +169,8 @@ TEST_CASE_TEMPLATE("xchg returns what the entry held", Config, IOPT_TEST_CONFIGS
   CHECK(t.translate(at).error() == status::not_found);
 }
 
-TEST_CASE_TEMPLATE("the mappings are a range for std::ranges and range-v3", Config, IOPT_TEST_CONFIGS) {
+TEST_CASE_TEMPLATE("the mappings are a range for std::ranges and range-v3", Config,
+                   IOPT_TEST_CONFIGS) {
   auto t = make_table<Config>();
   const std::uint64_t page = tce_table<Config>::page_bytes;
   for (std::uint64_t i = 0; i < 6; ++i)
@@ -174,9 +181,10 @@ TEST_CASE_TEMPLATE("the mappings are a range for std::ranges and range-v3", Conf
   static_assert(std::ranges::view<decltype(view)>);
   static_assert(ranges::forward_range<decltype(view)>);
   CHECK(std::ranges::distance(view) == 6);
-  const auto writable = view | ranges::views::filter([](const mapped_run& r) { return can_write(r.perm); }) |
-                        ranges::views::transform([](const mapped_run& r) { return r.first; }) |
-                        ranges::to<std::vector>();
+  const auto writable =
+      view | ranges::views::filter([](const mapped_run& r) { return can_write(r.perm); }) |
+      ranges::views::transform([](const mapped_run& r) { return r.first; }) |
+      ranges::to<std::vector>();
   CHECK(writable == std::vector<ioba>{page_address(t, 0), page_address(t, 6), page_address(t, 12)});
 }
 
@@ -187,8 +195,8 @@ TEST_CASE_TEMPLATE("for_each_run clips to the range it is given and can stop ear
   REQUIRE(t.map_range(page_address(t, 8), 0, 16, permission::read) == status::ok);
   REQUIRE(t.map_range(page_address(t, 40), 64 * page, 4, permission::read) == status::ok);
   std::vector<mapped_run> seen;
-  REQUIRE(t.for_each_run(page_address(t, 12), 30, [&](const mapped_run& r) { seen.push_back(r); }) ==
-          status::ok);
+  REQUIRE(t.for_each_run(page_address(t, 12), 30,
+                         [&](const mapped_run& r) { seen.push_back(r); }) == status::ok);
   REQUIRE(seen.size() == 2);
   CHECK(seen[0] == mapped_run{page_address(t, 12), 4 * page, 12, permission::read});
   CHECK(seen[1] == mapped_run{page_address(t, 40), 64 * page, 2, permission::read});
@@ -216,13 +224,15 @@ TEST_CASE("create refuses windows that cannot exist") {
   using table_type = tce_table<config_huge_window>;
   CHECK(table_type::create(ioba{0}, 0).error() == status::invalid_parameter);
   CHECK(table_type::create(ioba{0}, 3 << 16).error() == status::invalid_parameter);
-  CHECK(table_type::create(ioba{0}, 1 << 12).error() == status::invalid_parameter); // below one page
+  CHECK(table_type::create(ioba{0}, 1 << 12).error() ==
+        status::invalid_parameter); // below one page
   CHECK(table_type::create(ioba{0x1000}, 1 << 20).error() == status::not_aligned);
   CHECK(table_type::create(ioba{UINT64_MAX - 0xffff}, 1 << 20).error() == status::wraps);
   CHECK(table_type::create(ioba{0}, std::uint64_t{1} << 53).error() == status::unsupported);
   CHECK(table_type::create(ioba{0}, std::uint64_t{1} << 52));
   CHECK(table_type::create(ioba{0}, 1 << 16)); // one page
-  CHECK(tce_table<config_4k>::create(ioba{0}, std::uint64_t{1} << 33).error() == status::unsupported);
+  CHECK(tce_table<config_4k>::create(ioba{0}, std::uint64_t{1} << 33).error() ==
+        status::unsupported);
 }
 
 namespace {
@@ -341,7 +351,8 @@ TEST_CASE_TEMPLATE("with allocation forbidden a missing level is too hard and ch
   const ioba at = page_address(t, t.pages() - 3);
   const snapshot empty = take_snapshot(t);
   const std::uint64_t list[] = {5 * page | 1, 6 * page | 3, 7 * page | 2};
-  const bool has_lazy_levels = table_geometry<Config>::levels > 1 && table_traits<Config>::levels_on_demand;
+  const bool has_lazy_levels =
+      table_geometry<Config>::levels > 1 && table_traits<Config>::levels_on_demand;
   const status expected = has_lazy_levels ? status::too_hard : status::ok;
   CHECK(t.map(at, 0, permission::read, allocation::forbidden) == expected);
   CHECK(t.put(at, page | 1, allocation::forbidden) == expected);

@@ -73,11 +73,14 @@ TEST_CASE("create_window: every status") {
   v2_fixture f;
   (void)f.container.query();
   const auto before = f.now();
-  CHECK(f.container.create_window(21, 40).error() == status::invalid_parameter); // 2M: not supported
+  CHECK(f.container.create_window(21, 40).error() ==
+        status::invalid_parameter); // 2M: not supported
   CHECK(f.container.create_window(16, 15).error() == status::invalid_parameter); // below one page
-  CHECK(f.container.create_window(12, 40).error() == status::unsupported);       // 4K: flat only, too big
-  CHECK(f.container.create_window(16, 47, 2).error() == status::unsupported);    // no 2-level 64K config here
-  CHECK(f.container.create_window(16, 60).error() == status::unsupported);       // larger than any level set
+  CHECK(f.container.create_window(12, 40).error() == status::unsupported); // 4K: flat only, too big
+  CHECK(f.container.create_window(16, 47, 2).error() ==
+        status::unsupported); // no 2-level 64K config here
+  CHECK(f.container.create_window(16, 60).error() ==
+        status::unsupported); // larger than any level set
   CHECK(f.now() == before);
   const auto huge = f.container.create_window(16, 47);
   REQUIRE(huge);
@@ -88,9 +91,10 @@ TEST_CASE("create_window: every status") {
 
 TEST_CASE("automatic levels: the fewest whose blocks fit the largest allocation") {
   v2_fixture f;
-  container_type<v2_strategy> small_blocks{
-      f.strategy, f.tables,
-      container_options{.default_page_shift = 16, .default_window_bytes = 256 * mib, .max_block_bytes = 512 * kib}};
+  container_type<v2_strategy> small_blocks{f.strategy, f.tables,
+                                           container_options{.default_page_shift = 16,
+                                                             .default_window_bytes = 256 * mib,
+                                                             .max_block_bytes = 512 * kib}};
   (void)small_blocks.query();
   const std::size_t default_bytes = small_blocks.table_bytes(); // the default window's
   // 1 GiB of 64K pages: a flat table of 128 KiB fits under 512 KiB.
@@ -106,7 +110,8 @@ TEST_CASE("automatic levels: the fewest whose blocks fit the largest allocation"
   CHECK(small_blocks.table_bytes() - default_bytes == 2 * mib);
   // A default window (4K pages, 1 GiB) that cannot be flat under 512 KiB,
   // with no other 4K configuration: every call says so.
-  container_type<v2_strategy> no_default{f.strategy, f.tables, container_options{.max_block_bytes = 512 * kib}};
+  container_type<v2_strategy> no_default{f.strategy, f.tables,
+                                         container_options{.max_block_bytes = 512 * kib}};
   CHECK(no_default.create_window(16, 30).error() == status::unsupported);
   CHECK(no_default.map_dma(ioba{0}, ua{0}, 4096, permission::read) == status::unsupported);
   CHECK(no_default.window_count() == 0);
@@ -117,7 +122,8 @@ TEST_CASE("a 128 TiB window costs its top levels only") {
   (void)f.container.query();
   const std::uint64_t before = f.tables.charged();
   REQUIRE(f.container.create_window(16, 47));
-  CHECK(f.tables.charged() - before == 2 * 2 * kib); // 2 KiB top level, for the table and its shadow
+  CHECK(f.tables.charged() - before ==
+        2 * 2 * kib); // 2 KiB top level, for the table and its shadow
   REQUIRE(f.container.remove_window(ioba{huge_window_bus_offset}) == status::ok);
   CHECK(f.tables.charged() == before);
 }
@@ -127,24 +133,37 @@ TEST_CASE("map_dma and unmap_dma: every status, and nothing changed on failure")
   REQUIRE(f.container.register_memory(ua{0x1000'0000}, 16 * host_page) == status::ok);
   REQUIRE(f.container.create_window(16, 40));
   const ioba huge{huge_window_bus_offset};
-  REQUIRE(f.container.map_dma(huge, ua{0x1000'0000}, 4 * host_page, permission::read) == status::ok);
+  REQUIRE(f.container.map_dma(huge, ua{0x1000'0000}, 4 * host_page, permission::read) ==
+          status::ok);
   const auto before = f.now();
   const std::uint64_t maps_before = f.mappings_of(ua{0x1000'0000});
 
-  CHECK(f.container.map_dma(huge + 16 * host_page, ua{0x1000'0000}, host_page, static_cast<permission>(7)) == status::bad_permission);
-  CHECK(f.container.map_dma(huge + 16 * host_page, ua{0x1000'0000}, host_page, permission::none) == status::invalid_parameter);
-  CHECK(f.container.map_dma(huge + 16 * host_page, ua{0x1000'0000}, 0, permission::read) == status::invalid_parameter);
-  CHECK(f.container.map_dma(ioba{gib * 4}, ua{0x1000'0000}, host_page, permission::read) == status::out_of_window); // between windows
-  CHECK(f.container.map_dma(huge + 0x1000, ua{0x1000'0000}, host_page, permission::read) == status::not_aligned);
-  CHECK(f.container.map_dma(huge + 16 * host_page, ua{0x1000'1000}, host_page, permission::read) == status::not_aligned);
-  CHECK(f.container.map_dma(huge + 16 * host_page, ua{0x1000'0000}, 0x1000, permission::read) == status::not_aligned);
-  CHECK(f.container.map_dma(ioba{huge_window_bus_offset + (std::uint64_t{1} << 40) - host_page}, ua{0x1000'0000},
-                            2 * host_page, permission::read) == status::out_of_window); // past the window's end
-  CHECK(f.container.map_dma(huge + 16 * host_page, ua{0 - host_page}, 2 * host_page, permission::read) == status::wraps);
-  CHECK(f.container.map_dma(huge + 2 * host_page, ua{0x1000'0000 + 8 * host_page}, 4 * host_page, permission::read) == status::exists);
-  CHECK(f.container.map_dma(huge + 16 * host_page, ua{0x2000'0000}, host_page, permission::read) == status::not_found); // not registered
+  CHECK(f.container.map_dma(huge + 16 * host_page, ua{0x1000'0000}, host_page,
+                            static_cast<permission>(7)) == status::bad_permission);
+  CHECK(f.container.map_dma(huge + 16 * host_page, ua{0x1000'0000}, host_page, permission::none) ==
+        status::invalid_parameter);
+  CHECK(f.container.map_dma(huge + 16 * host_page, ua{0x1000'0000}, 0, permission::read) ==
+        status::invalid_parameter);
+  CHECK(f.container.map_dma(ioba{gib * 4}, ua{0x1000'0000}, host_page, permission::read) ==
+        status::out_of_window); // between windows
+  CHECK(f.container.map_dma(huge + 0x1000, ua{0x1000'0000}, host_page, permission::read) ==
+        status::not_aligned);
+  CHECK(f.container.map_dma(huge + 16 * host_page, ua{0x1000'1000}, host_page, permission::read) ==
+        status::not_aligned);
+  CHECK(f.container.map_dma(huge + 16 * host_page, ua{0x1000'0000}, 0x1000, permission::read) ==
+        status::not_aligned);
+  CHECK(f.container.map_dma(ioba{huge_window_bus_offset + (std::uint64_t{1} << 40) - host_page},
+                            ua{0x1000'0000}, 2 * host_page,
+                            permission::read) == status::out_of_window); // past the window's end
+  CHECK(f.container.map_dma(huge + 16 * host_page, ua{0 - host_page}, 2 * host_page,
+                            permission::read) == status::wraps);
+  CHECK(f.container.map_dma(huge + 2 * host_page, ua{0x1000'0000 + 8 * host_page}, 4 * host_page,
+                            permission::read) == status::exists);
+  CHECK(f.container.map_dma(huge + 16 * host_page, ua{0x2000'0000}, host_page, permission::read) ==
+        status::not_found); // not registered
   // Runs off the end of the registered region after 2 pages: the first two are undone.
-  CHECK(f.container.map_dma(huge + 16 * host_page, ua{0x1000'0000 + 14 * host_page}, 4 * host_page, permission::read) == status::not_found);
+  CHECK(f.container.map_dma(huge + 16 * host_page, ua{0x1000'0000 + 14 * host_page}, 4 * host_page,
+                            permission::read) == status::not_found);
   CHECK(f.container.translate(huge + 16 * host_page).error() == status::not_found);
   CHECK(f.now() == before);
   CHECK(f.mappings_of(ua{0x1000'0000}) == maps_before);
@@ -187,7 +206,8 @@ TEST_CASE("removing a window with live mappings releases every count") {
   v2_fixture f;
   REQUIRE(f.container.register_memory(ua{0x1000'0000}, 64 * host_page) == status::ok);
   REQUIRE(f.container.create_window(16, 47));
-  REQUIRE(f.container.map_dma(ioba{huge_window_bus_offset}, ua{0x1000'0000}, 64 * host_page, permission::write) == status::ok);
+  REQUIRE(f.container.map_dma(ioba{huge_window_bus_offset}, ua{0x1000'0000}, 64 * host_page,
+                              permission::write) == status::ok);
   // The same memory in 4K pages through the default window, too.
   REQUIRE(f.container.map_dma(ioba{0}, ua{0x1000'0000}, 16 * 4096, permission::read) == status::ok);
   CHECK(f.mappings_of(ua{0x1000'0000}) == 64 + 16);
@@ -209,15 +229,18 @@ TEST_CASE("v1: enable, each map pins and charges per page, counters back at zero
   {
     container_type<v1_strategy> container{strategy, tables};
     CHECK(container.register_memory(ua{0x1000'0000}, host_page) == status::not_permitted);
-    CHECK(container.map_dma(ioba{0}, ua{0x1000'0000}, host_page, permission::read) == status::not_permitted);
+    CHECK(container.map_dma(ioba{0}, ua{0x1000'0000}, host_page, permission::read) ==
+          status::not_permitted);
     REQUIRE(container.enable() == status::ok);
     REQUIRE(container.create_window(16, 40));
     const ioba huge{huge_window_bus_offset};
-    REQUIRE(container.map_dma(huge, ua{0x1000'0000}, 8 * host_page, permission::read_write) == status::ok);
+    REQUIRE(container.map_dma(huge, ua{0x1000'0000}, 8 * host_page, permission::read_write) ==
+            status::ok);
     CHECK(backend.pinned_pages() == 8);
     CHECK(pins.charged() == 8 * host_page);
     // Over the locked-memory limit half way: everything the call did is undone.
-    CHECK(container.map_dma(huge + 8 * host_page, ua{0x2000'0000}, 60 * host_page, permission::read) == status::no_memory);
+    CHECK(container.map_dma(huge + 8 * host_page, ua{0x2000'0000}, 60 * host_page,
+                            permission::read) == status::no_memory);
     CHECK(backend.pinned_pages() == 8);
     CHECK(pins.charged() == 8 * host_page);
     CHECK(container.disable() == status::busy);
@@ -226,7 +249,8 @@ TEST_CASE("v1: enable, each map pins and charges per page, counters back at zero
     CHECK(container.disable() == status::ok);
     // Mappings left at teardown are released by the container's destructor.
     REQUIRE(container.enable() == status::ok);
-    REQUIRE(container.map_dma(huge, ua{0x1000'0000}, 2 * host_page, permission::read) == status::ok);
+    REQUIRE(container.map_dma(huge, ua{0x1000'0000}, 2 * host_page, permission::read) ==
+            status::ok);
   }
   CHECK(backend.pinned_pages() == 0);
   CHECK(pins.charged() == 0);

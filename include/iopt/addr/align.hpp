@@ -32,7 +32,8 @@ constexpr std::uint64_t align_down(std::uint64_t value, unsigned shift) noexcept
 constexpr result<std::uint64_t> align_up(std::uint64_t value, unsigned shift) noexcept {
   const std::uint64_t mask = low_mask(shift);
   if (value > UINT64_MAX - mask)
-    return is_aligned(value, shift) ? result<std::uint64_t>(value) : result<std::uint64_t>(status::wraps);
+    return is_aligned(value, shift) ? result<std::uint64_t>(value)
+                                    : result<std::uint64_t>(status::wraps);
   return (value + mask) & ~mask;
 }
 

@@ -23,7 +23,9 @@ constexpr permission operator|(permission a, permission b) noexcept {
 constexpr permission operator&(permission a, permission b) noexcept {
   return static_cast<permission>(static_cast<std::uint8_t>(a) & static_cast<std::uint8_t>(b));
 }
-constexpr bool can_read(permission p) noexcept { return (p & permission::read) != permission::none; }
+constexpr bool can_read(permission p) noexcept {
+  return (p & permission::read) != permission::none;
+}
 constexpr bool can_write(permission p) noexcept {
   return (p & permission::write) != permission::none;
 }

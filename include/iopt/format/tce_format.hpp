@@ -31,12 +31,14 @@ template <class F>
 concept tce_format = requires(std::uint64_t v) {
   { F::read_bit } -> std::convertible_to<std::uint64_t>;
   { F::write_bit } -> std::convertible_to<std::uint64_t>;
-  { F::to_memory(v) } noexcept -> std::same_as<std::uint64_t>;
-  { F::from_memory(v) } noexcept -> std::same_as<std::uint64_t>;
+  { F::to_memory(v) }
+  noexcept->std::same_as<std::uint64_t>;
+  { F::from_memory(v) }
+  noexcept->std::same_as<std::uint64_t>;
   requires detail::is_single_bit(F::read_bit);
   requires detail::is_single_bit(F::write_bit);
   requires F::read_bit != F::write_bit;
-  requires (F::read_bit | F::write_bit) < 4096; // fit below the smallest IOMMU page
+  requires(F::read_bit | F::write_bit) < 4096; // fit below the smallest IOMMU page
 };
 
 } // namespace iopt

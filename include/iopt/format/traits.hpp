@@ -20,14 +20,22 @@ namespace iopt {
 
 template <class F>
 struct format_traits {
-  static_assert(requires { F::read_bit; }, "TCE format: static member read_bit is missing");
-  static_assert(requires { F::write_bit; }, "TCE format: static member write_bit is missing");
-  static_assert(requires(std::uint64_t v) {
-    { F::to_memory(v) } noexcept -> std::same_as<std::uint64_t>;
-  }, "TCE format: static std::uint64_t to_memory(std::uint64_t) noexcept is missing");
-  static_assert(requires(std::uint64_t v) {
-    { F::from_memory(v) } noexcept -> std::same_as<std::uint64_t>;
-  }, "TCE format: static std::uint64_t from_memory(std::uint64_t) noexcept is missing");
+  static_assert(
+      requires { F::read_bit; }, "TCE format: static member read_bit is missing");
+  static_assert(
+      requires { F::write_bit; }, "TCE format: static member write_bit is missing");
+  static_assert(
+      requires(std::uint64_t v) {
+        { F::to_memory(v) }
+        noexcept->std::same_as<std::uint64_t>;
+      },
+      "TCE format: static std::uint64_t to_memory(std::uint64_t) noexcept is missing");
+  static_assert(
+      requires(std::uint64_t v) {
+        { F::from_memory(v) }
+        noexcept->std::same_as<std::uint64_t>;
+      },
+      "TCE format: static std::uint64_t from_memory(std::uint64_t) noexcept is missing");
   static_assert(tce_format<F>, "TCE format: read_bit and write_bit must be distinct single bits "
                                "below 4096");
 

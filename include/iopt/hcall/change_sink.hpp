@@ -18,7 +18,8 @@ namespace iopt {
 
 template <class S>
 concept tce_change_sink = requires(S& s, std::uint64_t liobn, ioba first, std::uint64_t pages) {
-  { s.tces_changed(liobn, first, pages) } noexcept;
+  { s.tces_changed(liobn, first, pages) }
+  noexcept;
 };
 
 struct no_change_sink {

@@ -43,8 +43,10 @@ enum class hcall_path : std::uint8_t {
 template <class M>
 concept guest_memory = requires(M& m, const M& cm, gpa addr, std::span<std::byte> out,
                                 hcall_path path, std::uint64_t bytes) {
-  { m.read(addr, out, path) } noexcept -> std::same_as<status>;
-  { cm.is_ram(addr, bytes) } noexcept -> std::same_as<bool>;
+  { m.read(addr, out, path) }
+  noexcept->std::same_as<status>;
+  { cm.is_ram(addr, bytes) }
+  noexcept->std::same_as<bool>;
 };
 
 // The documented example: guest RAM held in one host buffer at a guest

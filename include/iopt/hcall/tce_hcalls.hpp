@@ -96,7 +96,8 @@ public:
       return status::not_found;
     return std::visit(
         [&](auto* window) {
-          if (const status s = check_range(*window, ioba{ioba_value}, 1); IOPT_UNLIKELY(s != status::ok))
+          if (const status s = check_range(*window, ioba{ioba_value}, 1);
+              IOPT_UNLIKELY(s != status::ok))
             return s;
           if (const status s = check_target(*window, tce); IOPT_UNLIKELY(s != status::ok))
             return s;
@@ -134,10 +135,9 @@ public:
           for (std::uint64_t& tce : wanted)
             tce = buffer_guest_memory::to_big_endian(tce); // PAPR lists are big-endian
           using table_type = std::remove_pointer_t<decltype(window)>;
-          const status s = window->put_list(ioba{ioba_value}, wanted, allocation_for(path),
-                                            [this](std::uint64_t tce) noexcept {
-                                              return check_ram<table_type>(tce);
-                                            });
+          const status s = window->put_list(
+              ioba{ioba_value}, wanted, allocation_for(path),
+              [this](std::uint64_t tce) noexcept { return check_ram<table_type>(tce); });
           if (s == status::ok)
             sink_.tces_changed(liobn, ioba{ioba_value}, npages);
           return s;
@@ -204,7 +204,8 @@ private:
   // guest RAM.
   template <class Table>
   status check_target(const Table&, std::uint64_t tce) const noexcept {
-    if (const status s = Table::format::check(tce, Table::page_shift); IOPT_UNLIKELY(s != status::ok))
+    if (const status s = Table::format::check(tce, Table::page_shift);
+        IOPT_UNLIKELY(s != status::ok))
       return s;
     return check_ram<Table>(tce);
   }

@@ -33,22 +33,22 @@ namespace iopt {
 enum class region_kind : std::uint8_t { ram, device_ram, mmio, iommu };
 
 struct memory_region {
-  std::uint64_t id = 0;       // the caller's name for it; unique in a map
+  std::uint64_t id = 0; // the caller's name for it; unique in a map
   gpa first{};
   std::uint64_t size = 0;
   int priority = 0;
   region_kind kind = region_kind::ram;
-  ua host{};                  // where RAM and device RAM live in the host
-  std::uint64_t backing = 0;  // which host memory object (RAM block) backs it
+  ua host{};                 // where RAM and device RAM live in the host
+  std::uint64_t backing = 0; // which host memory object (RAM block) backs it
 };
 
 struct flat_section {
   gpa first{};
   std::uint64_t size = 0;
   region_kind kind = region_kind::ram;
-  ua host{};                  // host address of `first`
+  ua host{}; // host address of `first`
   std::uint64_t backing = 0;
-  std::uint64_t region = 0;   // id of the region it shows
+  std::uint64_t region = 0; // id of the region it shows
 
   friend bool operator==(const flat_section&, const flat_section&) = default;
   [[nodiscard]] std::uint64_t last() const noexcept { return first.value() + (size - 1); }
@@ -60,8 +60,8 @@ using flat_view = std::vector<flat_section>;
 // pass 2^64 show nothing (memory_map refuses them up front).
 inline flat_view render(const std::vector<memory_region>& regions) {
   struct edge {
-    std::uint64_t at;     // boundary; for ends, one past the last byte (may be 2^64: flagged)
-    bool reaches_top;     // an end at 2^64
+    std::uint64_t at; // boundary; for ends, one past the last byte (may be 2^64: flagged)
+    bool reaches_top; // an end at 2^64
     bool opens;
     std::size_t index;
   };

@@ -69,7 +69,8 @@ concept listener_sink = requires(S& s, const S& cs, region_kind k, gpa g, ua u, 
 template <page_size_policy Granularity, listener_sink Sink>
 class memory_listener final : public map_listener {
 public:
-  memory_listener(Granularity granularity, Sink& sink) noexcept : granularity_(granularity), sink_(&sink) {}
+  memory_listener(Granularity granularity, Sink& sink) noexcept
+      : granularity_(granularity), sink_(&sink) {}
 
   // A sink range: what the sink was given in one add_range.
   struct held_range {
@@ -105,7 +106,8 @@ public:
     if (p.size == 0)
       return;
     // Added and removed in the same change: it never reached the sink.
-    const auto queued = std::find_if(pending_.begin(), pending_.end(), [&](const part& q) { return q.first == p.first; });
+    const auto queued = std::find_if(pending_.begin(), pending_.end(),
+                                     [&](const part& q) { return q.first == p.first; });
     if (queued != pending_.end()) {
       pending_.erase(queued);
       return;
@@ -123,21 +125,29 @@ public:
       const gpa part_first = r.parts[i];
       if (part_first == p.first)
         continue;
-      const std::uint64_t end = i + 1 < r.parts.size() ? r.parts[i + 1].value() : r.first.value() + r.size;
-      pending_.push_back(part{part_first, end - part_first.value(), r.host + (part_first - r.first), r.backing});
+      const std::uint64_t end =
+          i + 1 < r.parts.size() ? r.parts[i + 1].value() : r.first.value() + r.size;
+      pending_.push_back(
+          part{part_first, end - part_first.value(), r.host + (part_first - r.first), r.backing});
     }
     ranges_.erase(it);
   }
 
   void commit() override {
-    std::sort(pending_.begin(), pending_.end(), [](const part& a, const part& b) { return a.first < b.first; });
+    std::sort(pending_.begin(), pending_.end(),
+              [](const part& a, const part& b) { return a.first < b.first; });
     for (std::size_t i = 0; i < pending_.size();) {
-      held_range r{pending_[i].first, pending_[i].size, pending_[i].host, pending_[i].backing, {pending_[i].first}};
+      held_range r{pending_[i].first,
+                   pending_[i].size,
+                   pending_[i].host,
+                   pending_[i].backing,
+                   {pending_[i].first}};
       std::size_t j = i + 1;
       for (; j < pending_.size(); ++j) {
         const part& next = pending_[j];
         const bool contiguous = next.first.value() == r.first.value() + r.size &&
-                                next.host.value() == r.host.value() + r.size && next.backing == r.backing;
+                                next.host.value() == r.host.value() + r.size &&
+                                next.backing == r.backing;
         if (!contiguous)
           break;
         r.size += next.size;
@@ -154,7 +164,9 @@ public:
   }
 
   // What the sink holds now, by guest address.
-  [[nodiscard]] const std::map<std::uint64_t, held_range>& ranges() const noexcept { return ranges_; }
+  [[nodiscard]] const std::map<std::uint64_t, held_range>& ranges() const noexcept {
+    return ranges_;
+  }
   [[nodiscard]] const Granularity& granularity() const noexcept { return granularity_; }
 
 private:

@@ -93,7 +93,8 @@ public:
 
 private:
   std::vector<memory_region>::iterator find(std::uint64_t id) {
-    return std::find_if(regions_.begin(), regions_.end(), [id](const memory_region& r) { return r.id == id; });
+    return std::find_if(regions_.begin(), regions_.end(),
+                        [id](const memory_region& r) { return r.id == id; });
   }
 
   void publish() {

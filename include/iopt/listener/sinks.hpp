@@ -50,7 +50,9 @@ public:
   explicit prereg_sink(Registry& registry) noexcept : registry_(&registry) {}
 
   bool wants(region_kind kind) const noexcept { return kind == region_kind::ram; }
-  status add_range(gpa, ua host, std::uint64_t size) { return registry_->register_region(host, size); }
+  status add_range(gpa, ua host, std::uint64_t size) {
+    return registry_->register_region(host, size);
+  }
   void remove_range(gpa first, ua host, std::uint64_t size) {
     if (const status s = registry_->unregister_region(host, size); s != status::ok)
       log.failed(first, size, s, true); // e.g. busy: TCEs still map it

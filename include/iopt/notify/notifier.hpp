@@ -51,7 +51,8 @@ public:
 template <class F>
 class callback_notifier final : public iommu_notifier {
 public:
-  explicit callback_notifier(F f) noexcept(std::is_nothrow_move_constructible_v<F>) : f_(std::move(f)) {}
+  explicit callback_notifier(F f) noexcept(std::is_nothrow_move_constructible_v<F>)
+      : f_(std::move(f)) {}
   void notify(const iommu_event& e) noexcept override { f_(e); }
 
 private:
@@ -61,7 +62,9 @@ private:
 // Replays every mapping of `table` to `n` as map events.
 template <class Table>
 void replay(const Table& table, iommu_notifier& n) {
-  table.for_each_run([&](const mapped_run& run) { n.notify(iommu_event{iommu_event::kind::map, run}); });
+  table.for_each_run([&](const mapped_run& run) {
+    n.notify(iommu_event{iommu_event::kind::map, run});
+  });
 }
 
 class notifier_list {
@@ -96,8 +99,8 @@ public:
   // A hook for dma_container::set_change_hook that forwards to this list.
   [[nodiscard]] dma_change_hook container_hook() noexcept {
     return dma_change_hook{[](void* self, bool mapped, const mapped_run& run) noexcept {
-                             static_cast<notifier_list*>(self)->notify(
-                                 iommu_event{mapped ? iommu_event::kind::map : iommu_event::kind::unmap, run});
+                             static_cast<notifier_list*>(self)->notify(iommu_event{
+                                 mapped ? iommu_event::kind::map : iommu_event::kind::unmap, run});
                            },
                            this};
   }

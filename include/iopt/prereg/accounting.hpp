@@ -28,9 +28,12 @@ namespace iopt {
 
 template <class A>
 concept accounting_policy = requires(A& a, const A& ca, std::uint64_t bytes) {
-  { a.charge(bytes) } noexcept -> std::same_as<status>;
-  { a.uncharge(bytes) } noexcept;
-  { ca.charged() } noexcept -> std::same_as<std::uint64_t>;
+  { a.charge(bytes) }
+  noexcept->std::same_as<status>;
+  { a.uncharge(bytes) }
+  noexcept;
+  { ca.charged() }
+  noexcept->std::same_as<std::uint64_t>;
 };
 
 namespace detail {
@@ -68,7 +71,9 @@ private:
 class counted_accounting {
 public:
   explicit counted_accounting(std::uint64_t limit_bytes) noexcept : limit_(limit_bytes) {}
-  status charge(std::uint64_t bytes) noexcept { return detail::charge_up_to(charged_, bytes, limit_); }
+  status charge(std::uint64_t bytes) noexcept {
+    return detail::charge_up_to(charged_, bytes, limit_);
+  }
   void uncharge(std::uint64_t bytes) noexcept { detail::uncharge_from(charged_, bytes); }
   std::uint64_t charged() const noexcept { return charged_.load(std::memory_order_relaxed); }
   std::uint64_t limit() const noexcept { return limit_; }

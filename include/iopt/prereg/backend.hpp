@@ -33,11 +33,16 @@ namespace iopt {
 
 template <class B>
 concept pinning_backend = requires(B& b, const B& cb, ua addr, std::uint64_t bytes) {
-  { cb.host_page_shift() } noexcept -> std::same_as<unsigned>;
-  { b.pin(addr, bytes) } noexcept -> std::same_as<status>;
-  { b.unpin(addr, bytes) } noexcept;
-  { b.translate(addr) } noexcept -> std::same_as<result<hpa>>;
-  { b.backing_page_shift(addr, bytes) } noexcept -> std::same_as<unsigned>;
+  { cb.host_page_shift() }
+  noexcept->std::same_as<unsigned>;
+  { b.pin(addr, bytes) }
+  noexcept->std::same_as<status>;
+  { b.unpin(addr, bytes) }
+  noexcept;
+  { b.translate(addr) }
+  noexcept->std::same_as<result<hpa>>;
+  { b.backing_page_shift(addr, bytes) }
+  noexcept->std::same_as<unsigned>;
 };
 
 // Fake physical memory: a user address maps to itself with bits above 1 GiB
@@ -46,7 +51,8 @@ concept pinning_backend = requires(B& b, const B& cb, ua addr, std::uint64_t byt
 // page, can back chosen ranges with larger pages, and can fail the n-th pin.
 class simulated_backend {
 public:
-  explicit simulated_backend(unsigned host_page_shift = 16) noexcept : page_shift_(host_page_shift) {}
+  explicit simulated_backend(unsigned host_page_shift = 16) noexcept
+      : page_shift_(host_page_shift) {}
 
   unsigned host_page_shift() const noexcept { return page_shift_; }
 
@@ -75,7 +81,8 @@ public:
   }
   unsigned backing_page_shift(ua first, std::uint64_t bytes) noexcept {
     unsigned shift = huge_shift_;
-    if (huge_shift_ == 0 || first < huge_first_ || first.value() - huge_first_.value() >= huge_bytes_ ||
+    if (huge_shift_ == 0 || first < huge_first_ ||
+        first.value() - huge_first_.value() >= huge_bytes_ ||
         bytes > huge_bytes_ - (first.value() - huge_first_.value()))
       shift = page_shift_;
     return shift;

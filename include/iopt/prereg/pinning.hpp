@@ -45,18 +45,21 @@ namespace iopt {
 
 // The sPAPR VFIO memory models a strategy implements.
 enum class memory_model : std::uint8_t {
-  v1_pin_on_map,     // VFIO_SPAPR_TCE_IOMMU: enable first; maps pin
-  v2_preregistered,  // VFIO_SPAPR_TCE_v2_IOMMU: register memory first; maps look it up
-  unpinned,          // nothing to enable or register
+  v1_pin_on_map,    // VFIO_SPAPR_TCE_IOMMU: enable first; maps pin
+  v2_preregistered, // VFIO_SPAPR_TCE_v2_IOMMU: register memory first; maps look it up
+  unpinned,         // nothing to enable or register
 };
 
 template <class S>
 concept pinning_strategy = requires(S& s, ua page, unsigned shift, permission perm, hpa& target) {
   { S::needs_shadow } -> std::convertible_to<bool>;
   { S::model } -> std::convertible_to<memory_model>;
-  { s.map_page(page, shift, perm, target) } noexcept -> std::same_as<status>;
-  { s.unmap_page(page, shift, perm) } noexcept;
-  { s.translate_page(page, shift) } noexcept -> std::same_as<result<hpa>>;
+  { s.map_page(page, shift, perm, target) }
+  noexcept->std::same_as<status>;
+  { s.unmap_page(page, shift, perm) }
+  noexcept;
+  { s.translate_page(page, shift) }
+  noexcept->std::same_as<result<hpa>>;
 };
 
 // Where dirtied pages are reported: a plain function and its context, so
@@ -142,7 +145,8 @@ public:
   // counted: pins do not nest in the kernel), then translates.
   status map_page(ua page, unsigned page_shift, permission, hpa& target) noexcept {
     const std::uint64_t bytes = std::uint64_t{1} << page_shift;
-    if (!is_aligned(page, backend_->host_page_shift()) || !is_aligned(bytes, backend_->host_page_shift()))
+    if (!is_aligned(page, backend_->host_page_shift()) ||
+        !is_aligned(bytes, backend_->host_page_shift()))
       return status::not_aligned;
     if (const status s = accounting_->charge(bytes); s != status::ok)
       return s;
@@ -199,6 +203,7 @@ private:
 
 static_assert(pinning_strategy<no_pinning>);
 static_assert(pinning_strategy<pin_on_map<simulated_backend, counted_accounting>>);
-static_assert(pinning_strategy<preregistered<prereg_registry<simulated_backend, counted_accounting>>>);
+static_assert(
+    pinning_strategy<preregistered<prereg_registry<simulated_backend, counted_accounting>>>);
 
 } // namespace iopt

@@ -32,7 +32,8 @@ namespace iopt {
 class posix_backend {
 public:
   posix_backend() noexcept
-      : page_shift_(static_cast<unsigned>(std::countr_zero(static_cast<std::uint64_t>(sysconf(_SC_PAGESIZE))))),
+      : page_shift_(static_cast<unsigned>(
+            std::countr_zero(static_cast<std::uint64_t>(sysconf(_SC_PAGESIZE))))),
         pagemap_(::open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC)) {}
   ~posix_backend() {
     if (pagemap_ >= 0)
@@ -86,7 +87,8 @@ public:
       std::uint64_t start = 0, end = 0, kib = 0;
       if (std::sscanf(line, "%" SCNx64 "-%" SCNx64 " ", &start, &end) == 2) {
         in_range = start <= last && end > first.value();
-      } else if (in_range && std::sscanf(line, "KernelPageSize: %" SCNu64 " kB", &kib) == 1 && kib != 0) {
+      } else if (in_range && std::sscanf(line, "KernelPageSize: %" SCNu64 " kB", &kib) == 1 &&
+                 kib != 0) {
         const auto shift = static_cast<unsigned>(std::countr_zero(kib * 1024));
         smallest = shift < smallest ? shift : smallest;
       }

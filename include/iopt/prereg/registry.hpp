@@ -56,9 +56,13 @@ public:
   // Loads are acquire (plain loads on x86) so that a lock-free reader's
   // closing check of the sequence counter cannot move above them.
   [[nodiscard]] ua first() const noexcept { return ua{first_.load(std::memory_order_acquire)}; }
-  [[nodiscard]] std::uint64_t size() const noexcept { return size_.load(std::memory_order_acquire); }
+  [[nodiscard]] std::uint64_t size() const noexcept {
+    return size_.load(std::memory_order_acquire);
+  }
   // The largest IOMMU page (log2) this region can back.
-  [[nodiscard]] unsigned max_page_shift() const noexcept { return shift_.load(std::memory_order_acquire); }
+  [[nodiscard]] unsigned max_page_shift() const noexcept {
+    return shift_.load(std::memory_order_acquire);
+  }
   // How many mappings use the region now.
   [[nodiscard]] std::uint64_t mappings() const noexcept {
     const std::uint64_t u = users_.load(std::memory_order_relaxed);
@@ -80,7 +84,8 @@ private:
     do {
       if (u == 0)
         return false;
-    } while (!users_.compare_exchange_weak(u, u + 1, std::memory_order_acquire, std::memory_order_relaxed));
+    } while (!users_.compare_exchange_weak(u, u + 1, std::memory_order_acquire,
+                                           std::memory_order_relaxed));
     return true;
   }
   void lower() noexcept {
@@ -103,7 +108,8 @@ struct region_info {
   friend bool operator==(const region_info&, const region_info&) = default;
 };
 
-template <pinning_backend Backend, accounting_policy Accounting, level_allocator Allocator = heap_allocator>
+template <pinning_backend Backend, accounting_policy Accounting,
+          level_allocator Allocator = heap_allocator>
 class prereg_registry {
 public:
   prereg_registry(Backend& backend, Accounting& accounting, Allocator alloc = {}) noexcept
@@ -266,7 +272,8 @@ public:
   // The host physical address of the IOMMU page of 2^page_shift bytes at
   // `page` (user address), inside a region the caller holds. The region must
   // be able to back such a page: unsupported otherwise.
-  [[nodiscard]] result<hpa> translate(const prereg_region& region, ua page, unsigned page_shift) noexcept {
+  [[nodiscard]] result<hpa> translate(const prereg_region& region, ua page,
+                                      unsigned page_shift) noexcept {
     if (page_shift > region.max_page_shift())
       return status::unsupported;
     if (!is_aligned(page, page_shift))
@@ -285,7 +292,9 @@ public:
     return translate(*r, page, page_shift);
   }
 
-  [[nodiscard]] std::size_t region_count() const noexcept { return count_.load(std::memory_order_relaxed); }
+  [[nodiscard]] std::size_t region_count() const noexcept {
+    return count_.load(std::memory_order_relaxed);
+  }
   [[nodiscard]] Backend& backend() noexcept { return *backend_; }
   [[nodiscard]] Accounting& accounting() noexcept { return *accounting_; }
 
@@ -327,11 +336,14 @@ private:
       s = seq_.load(std::memory_order_acquire);
     return s;
   }
-  bool end_read(std::uint64_t s) const noexcept { return seq_.load(std::memory_order_acquire) == s; }
+  bool end_read(std::uint64_t s) const noexcept {
+    return seq_.load(std::memory_order_acquire) == s;
+  }
 
   // The region containing the range as one consistent read saw it, and the
   // sequence number of that read.
-  std::pair<prereg_region*, std::uint64_t> find_consistent(ua first, std::uint64_t size) const noexcept {
+  std::pair<prereg_region*, std::uint64_t> find_consistent(ua first,
+                                                           std::uint64_t size) const noexcept {
     for (;;) {
       const std::uint64_t seq = begin_read();
       prereg_region* r = find(first, size);
@@ -358,7 +370,8 @@ private:
     if (size == 0)
       return nullptr;
     prereg_region* hit = last_hit_.load(std::memory_order_acquire);
-    if (hit != nullptr && hit->users_.load(std::memory_order_acquire) != 0 && hit->contains(first, size))
+    if (hit != nullptr && hit->users_.load(std::memory_order_acquire) != 0 &&
+        hit->contains(first, size))
       return hit;
     const std::size_t n = count_.load(std::memory_order_acquire);
     const entry* index = index_.load(std::memory_order_acquire);
@@ -388,7 +401,8 @@ private:
     return static_cast<std::size_t>(base - index) + (first_of(*base) <= value ? 1 : 0);
   }
   static std::uint64_t first_of(const entry& e) noexcept {
-    return std::atomic_ref<std::uint64_t>(const_cast<entry&>(e).first).load(std::memory_order_acquire); // NOLINT
+    return std::atomic_ref<std::uint64_t>(const_cast<entry&>(e).first)
+        .load(std::memory_order_acquire); // NOLINT
   }
 
   // ---- memory (writer side, under the mutex) ---------------------------------

@@ -20,19 +20,21 @@ namespace iopt {
 
 template <class A>
 concept level_allocator = std::is_nothrow_move_constructible_v<A> &&
-                          requires(A& a, void* p, std::size_t bytes, std::size_t alignment) {
-  { a.allocate(bytes, alignment) } noexcept -> std::same_as<void*>;
-  { a.deallocate(p, bytes, alignment) } noexcept;
+    requires(A& a, void* p, std::size_t bytes, std::size_t alignment) {
+  { a.allocate(bytes, alignment) }
+  noexcept->std::same_as<void*>;
+  { a.deallocate(p, bytes, alignment) }
+  noexcept;
 };
 
 // The documented example, and the default: the C++ heap with the requested
 // alignment. allocate returns nullptr on failure, never throws.
 struct heap_allocator {
   [[nodiscard]] void* allocate(std::size_t bytes, std::size_t alignment) noexcept {
-    return ::operator new(bytes, std::align_val_t{alignment}, std::nothrow);
+    return ::operator new (bytes, std::align_val_t{alignment}, std::nothrow);
   }
   void deallocate(void* block, std::size_t /*bytes*/, std::size_t alignment) noexcept {
-    ::operator delete(block, std::align_val_t{alignment});
+    ::operator delete (block, std::align_val_t{alignment});
   }
 };
 

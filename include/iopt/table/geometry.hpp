@@ -53,7 +53,7 @@ struct allocator_of {
   using type = heap_allocator;
 };
 template <class C>
-  requires requires { typename C::allocator; }
+requires requires { typename C::allocator; }
 struct allocator_of<C> {
   using type = typename C::allocator;
 };
@@ -61,15 +61,22 @@ struct allocator_of<C> {
 
 template <class C>
 struct table_traits {
-  static_assert(requires { typename C::format; }, "table config: 'using format = ...' is missing");
+  static_assert(
+      requires { typename C::format; }, "table config: 'using format = ...' is missing");
   static_assert(tce_format<typename C::format>,
                 "table config: 'format' is not a TCE format (see format/tce_format.hpp)");
-  static_assert(requires { typename C::page_size; },
-                "table config: 'using page_size = page_size<Shift>' is missing");
-  static_assert(requires { C::page_size::page_shift; },
-                "table config: 'page_size' must be a compile-time page_size<Shift>");
-  static_assert(requires { C::level_bits.size(); C::level_bits[0]; },
-                "table config: 'static constexpr std::array<unsigned, N> level_bits' is missing");
+  static_assert(
+      requires { typename C::page_size; },
+      "table config: 'using page_size = page_size<Shift>' is missing");
+  static_assert(
+      requires { C::page_size::page_shift; },
+      "table config: 'page_size' must be a compile-time page_size<Shift>");
+  static_assert(
+      requires {
+        C::level_bits.size();
+        C::level_bits[0];
+      },
+      "table config: 'static constexpr std::array<unsigned, N> level_bits' is missing");
 
   using format = typename C::format;
   using page_size = typename C::page_size;
@@ -108,12 +115,14 @@ struct table_geometry {
 
   static_assert(levels >= 1 && levels <= max_table_levels,
                 "table config: level_bits must list between 1 and 5 levels");
-  static_assert([] {
-    for (unsigned b : C::level_bits)
-      if (b < 1 || b > 28)
-        return false;
-    return true;
-  }(), "table config: every level must have between 2^1 and 2^28 entries (level_bits in [1, 28])");
+  static_assert(
+      [] {
+        for (unsigned b : C::level_bits)
+          if (b < 1 || b > 28)
+            return false;
+        return true;
+      }(),
+      "table config: every level must have between 2^1 and 2^28 entries (level_bits in [1, 28])");
 
   // Log2 of entries per level (for the top level, the largest allowed).
   static constexpr unsigned bits(unsigned level) noexcept { return C::level_bits[level]; }

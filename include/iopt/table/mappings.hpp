@@ -24,9 +24,9 @@
 namespace iopt {
 
 struct mapped_run {
-  ioba first{};              // bus address of the first page
-  std::uint64_t target = 0;  // address the first page translates to
-  std::uint64_t pages = 0;   // number of IOMMU pages in the run
+  ioba first{};             // bus address of the first page
+  std::uint64_t target = 0; // address the first page translates to
+  std::uint64_t pages = 0;  // number of IOMMU pages in the run
   permission perm = permission::none;
 
   friend constexpr bool operator==(const mapped_run&, const mapped_run&) noexcept = default;

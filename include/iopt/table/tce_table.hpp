@@ -88,7 +88,6 @@ class tce_table {
     }
   };
 
-
 public:
   using config_type = Config;
   using format = format_traits<typename traits::format>;
@@ -226,7 +225,8 @@ public:
   }
 
   // Atomically replaces one entry and returns the value it held.
-  result<std::uint64_t> xchg(ioba a, std::uint64_t tce, allocation may = allocation::allowed) noexcept {
+  result<std::uint64_t> xchg(ioba a, std::uint64_t tce,
+                             allocation may = allocation::allowed) noexcept {
     std::uint64_t page = 0;
     if (const status s = check_value(a, tce, page); IOPT_UNLIKELY(s != status::ok))
       return s;
@@ -272,7 +272,8 @@ public:
     if (pages - 1 > ((UINT64_MAX - target) >> page_shift))
       return status::wraps; // the last target would pass 2^64
     const std::uint64_t last_target = target + ((pages - 1) << page_shift);
-    if (const status s = format::check(format::make(last_target, perm), page_shift); s != status::ok)
+    if (const status s = format::check(format::make(last_target, perm), page_shift);
+        s != status::ok)
       return s;
     return write_sequence(first_page, pages, value, page_bytes, may);
   }
@@ -291,7 +292,8 @@ public:
   status put_list(ioba first, std::span<const std::uint64_t> tces, allocation may,
                   Check&& check) noexcept {
     std::uint64_t first_page = 0;
-    if (const status s = check_range(first, tces.size(), first_page); IOPT_UNLIKELY(s != status::ok))
+    if (const status s = check_range(first, tces.size(), first_page);
+        IOPT_UNLIKELY(s != status::ok))
       return s;
     for (const std::uint64_t tce : tces) {
       if (const status s = format::check(tce, page_shift); IOPT_UNLIKELY(s != status::ok))
@@ -404,7 +406,9 @@ public:
   }
 
   // The mapped runs as a forward range.
-  [[nodiscard]] mapping_view<tce_table> mappings() const noexcept { return mapping_view<tce_table>(*this); }
+  [[nodiscard]] mapping_view<tce_table> mappings() const noexcept {
+    return mapping_view<tce_table>(*this);
+  }
 
   // The first run that starts at or after page index `from_page`.
   [[nodiscard]] std::optional<mapped_run> next_run(std::uint64_t from_page) const noexcept {
@@ -458,7 +462,8 @@ private:
 
   // ---- writing one entry ---------------------------------------------------
 
-  IOPT_ALWAYS_INLINE status store(std::uint64_t page, std::uint64_t value, allocation may) noexcept {
+  IOPT_ALWAYS_INLINE status store(std::uint64_t page, std::uint64_t value,
+                                  allocation may) noexcept {
     std::uint64_t* e = walker::template leaf_entry<top>(top_, page);
     if (IOPT_UNLIKELY(e == nullptr)) {
       if (const status s = ensure_levels(page, page, may); s != status::ok)
@@ -487,7 +492,9 @@ private:
 
   // ---- level blocks --------------------------------------------------------
 
-  std::size_t top_bytes() const noexcept { return (std::size_t{1} << top_bits_) * sizeof(std::uint64_t); }
+  std::size_t top_bytes() const noexcept {
+    return (std::size_t{1} << top_bits_) * sizeof(std::uint64_t);
+  }
   static constexpr std::size_t lower_alignment(unsigned level) noexcept {
     return std::max(geometry::block_bytes(level), detail::min_indirect_alignment);
   }
@@ -702,7 +709,8 @@ private:
       return format::target(value, page_shift) > UINT64_MAX - page_bytes ? 0 : value + page_bytes;
     }
 
-    IOPT_ALWAYS_INLINE bool leaf(std::uint64_t* block, std::size_t lo, std::size_t hi, std::uint64_t first) {
+    IOPT_ALWAYS_INLINE bool leaf(std::uint64_t* block, std::size_t lo, std::size_t hi,
+                                 std::uint64_t first) {
       std::size_t i = lo;
       while (i <= hi) {
         if (active) {
@@ -730,7 +738,8 @@ private:
     // Extends the active run over entries i.. that continue it; returns the
     // first entry that does not. Compares entries in memory form, four at a
     // time while the run cannot reach the top of the address space.
-    IOPT_ALWAYS_INLINE std::size_t extend(const std::uint64_t* block, std::size_t i, std::size_t hi) {
+    IOPT_ALWAYS_INLINE std::size_t extend(const std::uint64_t* block, std::size_t i,
+                                          std::size_t hi) {
       std::uint64_t e = expected;
       if (e != 0) {
         // Pages that exist above e's target: a quad is taken only while the
@@ -761,8 +770,9 @@ private:
 
     static IOPT_ALWAYS_INLINE std::size_t skip_empty(const std::uint64_t* block, std::size_t i,
                                                      std::size_t hi) noexcept {
-      while (i + 3 <= hi && (detail::load_entry(block[i]) | detail::load_entry(block[i + 1]) |
-                             detail::load_entry(block[i + 2]) | detail::load_entry(block[i + 3])) == 0)
+      while (i + 3 <= hi &&
+             (detail::load_entry(block[i]) | detail::load_entry(block[i + 1]) |
+              detail::load_entry(block[i + 2]) | detail::load_entry(block[i + 3])) == 0)
         i += 4;
       while (i <= hi && detail::load_entry(block[i]) == 0)
         ++i;
@@ -811,9 +821,9 @@ private:
 
   [[no_unique_address]] allocator_type alloc_{};
   std::uint64_t* top_ = nullptr;
-  std::uint64_t offset_ = 0;    // bus offset of the window
-  std::uint64_t pages_ = 0;     // IOMMU pages in the window (a power of two)
-  unsigned top_bits_ = 0;       // log2 of the top level's entries
+  std::uint64_t offset_ = 0; // bus offset of the window
+  std::uint64_t pages_ = 0;  // IOMMU pages in the window (a power of two)
+  unsigned top_bits_ = 0;    // log2 of the top level's entries
   std::atomic<std::size_t> bytes_{0};
 };
 

@@ -43,8 +43,8 @@ namespace iopt::detail {
 // data a reader then dereferences); indirect entries are published with
 // release and read with acquire, because a reader follows them into a block
 // whose zero fill must be visible.
-IOPT_ALWAYS_INLINE std::uint64_t load_entry(const std::uint64_t& e,
-                                            std::memory_order order = std::memory_order_relaxed) noexcept {
+IOPT_ALWAYS_INLINE std::uint64_t
+load_entry(const std::uint64_t& e, std::memory_order order = std::memory_order_relaxed) noexcept {
   return std::atomic_ref<std::uint64_t>(const_cast<std::uint64_t&>(e)).load(order); // NOLINT
 }
 IOPT_ALWAYS_INLINE void store_entry(std::uint64_t& e, std::uint64_t v) noexcept {
@@ -69,7 +69,8 @@ struct walker {
     return fmt::to_memory(reinterpret_cast<std::uintptr_t>(block) | fmt::permission_bits);
   }
   IOPT_ALWAYS_INLINE static std::uint64_t* decode_indirect(std::uint64_t raw) noexcept {
-    return reinterpret_cast<std::uint64_t*>(fmt::from_memory(raw) & ~std::uint64_t{min_indirect_alignment - 1});
+    return reinterpret_cast<std::uint64_t*>(fmt::from_memory(raw) &
+                                            ~std::uint64_t{min_indirect_alignment - 1});
   }
 
   // The slot of `Level` that holds page index `page`. The top level is sized
@@ -79,7 +80,8 @@ struct walker {
     if constexpr (Level == geometry::top)
       return static_cast<std::size_t>(page >> geometry::index_shift(Level));
     else
-      return static_cast<std::size_t>((page >> geometry::index_shift(Level)) & geometry::slot_mask(Level));
+      return static_cast<std::size_t>((page >> geometry::index_shift(Level)) &
+                                      geometry::slot_mask(Level));
   }
 
   template <unsigned Level, class Visitor>
@@ -116,7 +118,8 @@ struct walker {
   // The leaf entry of one page, or nullptr where a level is missing: the
   // single-entry operations' descent, with no loop to run.
   template <unsigned Level>
-  IOPT_ALWAYS_INLINE static std::uint64_t* leaf_entry(std::uint64_t* block, std::uint64_t page) noexcept {
+  IOPT_ALWAYS_INLINE static std::uint64_t* leaf_entry(std::uint64_t* block,
+                                                      std::uint64_t page) noexcept {
     std::uint64_t& entry = block[slot<Level>(page)];
     if constexpr (Level == 0) {
       return &entry;

@@ -62,7 +62,7 @@ struct container_options {
 struct window_query {
   std::uint64_t page_size_mask = 0; // bit n set: pages of 2^n bytes are supported
   unsigned free_windows = 0;
-  unsigned max_window_shift = 0;    // log2 of the largest window
+  unsigned max_window_shift = 0; // log2 of the largest window
   friend bool operator==(const window_query&, const window_query&) = default;
 };
 
@@ -140,7 +140,8 @@ public:
 
   // A window of 2^window_shift bytes of 2^page_shift pages in the first free
   // slot; levels == 0 chooses them. Returns the window's bus start.
-  result<ioba> create_window(unsigned page_shift, unsigned window_shift, unsigned levels = 0) noexcept {
+  result<ioba> create_window(unsigned page_shift, unsigned window_shift,
+                             unsigned levels = 0) noexcept {
     if (const status s = ensure_default(); s != status::ok)
       return s;
     return create_in_free_slot(page_shift, window_shift, levels);
@@ -213,7 +214,8 @@ public:
         return c;
       const std::uint64_t pages = size >> window::page_shift;
       if (changes_)
-        (void)w.table().for_each_run(iova, pages, [&](const mapped_run& run) { changes_(false, run); });
+        (void)w.table().for_each_run(iova, pages,
+                                     [&](const mapped_run& run) { changes_(false, run); });
       w.for_each_mapped_page(iova, pages, [&](ua page, permission p) {
         strategy_->unmap_page(page, window::page_shift, p);
         unmapped += window::page_bytes;
@@ -236,7 +238,8 @@ public:
             if constexpr (std::is_same_v<std::decay_t<decltype(w)>, std::monostate>)
               return status::out_of_window;
             else
-              return w.range().contains(at) ? w.table().translate(at) : result<translation>(status::out_of_window);
+              return w.range().contains(at) ? w.table().translate(at)
+                                            : result<translation>(status::out_of_window);
           },
           s);
       if (r || r.error() != status::out_of_window)
@@ -254,10 +257,12 @@ public:
   [[nodiscard]] std::size_t table_bytes() const noexcept {
     std::size_t bytes = 0;
     for (const slot& s : slots_)
-      std::visit([&](const auto& w) {
-        if constexpr (!std::is_same_v<std::decay_t<decltype(w)>, std::monostate>)
-          bytes += w.memory_bytes();
-      }, s);
+      std::visit(
+          [&](const auto& w) {
+            if constexpr (!std::is_same_v<std::decay_t<decltype(w)>, std::monostate>)
+              bytes += w.memory_bytes();
+          },
+          s);
     return bytes;
   }
   [[nodiscard]] Strategy& strategy() noexcept { return *strategy_; }
@@ -267,20 +272,24 @@ private:
   static constexpr std::uint64_t page_size_mask() noexcept {
     return ((std::uint64_t{1} << table_geometry<Configs>::page_shift) | ...);
   }
-  static constexpr ioba slot_start(unsigned i) noexcept { return ioba{i == 0 ? 0 : huge_window_bus_offset}; }
+  static constexpr ioba slot_start(unsigned i) noexcept {
+    return ioba{i == 0 ? 0 : huge_window_bus_offset};
+  }
 
   status ensure_default() noexcept {
     if (default_made_)
       return status::ok;
-    const auto made = create_in_free_slot(options_.default_page_shift,
-                                          static_cast<unsigned>(std::countr_zero(options_.default_window_bytes)), 0);
+    const auto made = create_in_free_slot(
+        options_.default_page_shift,
+        static_cast<unsigned>(std::countr_zero(options_.default_window_bytes)), 0);
     if (!made)
       return made.error();
     default_made_ = true;
     return status::ok;
   }
 
-  result<ioba> create_in_free_slot(unsigned page_shift, unsigned window_shift, unsigned levels) noexcept {
+  result<ioba> create_in_free_slot(unsigned page_shift, unsigned window_shift,
+                                   unsigned levels) noexcept {
     if (((page_size_mask() >> page_shift) & 1) == 0 || page_shift >= 64)
       return status::invalid_parameter; // not a page size this container supports
     if (window_shift < page_shift || window_shift >= 64)
@@ -299,7 +308,9 @@ private:
     for (unsigned want = 1; want <= max_table_levels && !placed; ++want) {
       if (levels != 0 && want != levels)
         continue;
-      (try_config<Configs>(free_slot, start, page_shift, window_shift, want, levels == 0, bytes, result, placed), ...);
+      (try_config<Configs>(free_slot, start, page_shift, window_shift, want, levels == 0, bytes,
+                           result, placed),
+       ...);
     }
     if (!placed)
       return result;
@@ -307,8 +318,9 @@ private:
   }
 
   template <class Config>
-  void try_config(unsigned slot_index, ioba start, unsigned page_shift, unsigned window_shift, unsigned want,
-                  bool automatic, std::uint64_t bytes, status& result, bool& placed) noexcept {
+  void try_config(unsigned slot_index, ioba start, unsigned page_shift, unsigned window_shift,
+                  unsigned want, bool automatic, std::uint64_t bytes, status& result,
+                  bool& placed) noexcept {
     using geometry = table_geometry<Config>;
     if (placed || geometry::page_shift != page_shift || geometry::levels != want)
       return;
@@ -337,13 +349,15 @@ private:
     for (slot& s : slots_) {
       bool found = false;
       status result = status::ok;
-      std::visit([&](auto& w) {
-        if constexpr (!std::is_same_v<std::decay_t<decltype(w)>, std::monostate>)
-          if (w.range().contains(iova)) {
-            found = true;
-            result = fn(w);
-          }
-      }, s);
+      std::visit(
+          [&](auto& w) {
+            if constexpr (!std::is_same_v<std::decay_t<decltype(w)>, std::monostate>)
+              if (w.range().contains(iova)) {
+                found = true;
+                result = fn(w);
+              }
+          },
+          s);
       if (found)
         return result;
     }
@@ -384,7 +398,8 @@ private:
       return levels.error;
     for (std::uint64_t i = 0; i < pages; ++i) {
       hpa target{};
-      if (const status s = strategy_->map_page(page_of(from, i, shift), shift, perm, target); s != status::ok) {
+      if (const status s = strategy_->map_page(page_of(from, i, shift), shift, perm, target);
+          s != status::ok) {
         for (std::uint64_t k = 0; k < i; ++k)
           strategy_->unmap_page(page_of(from, k, shift), shift, perm);
         return s;
@@ -396,42 +411,50 @@ private:
       const auto target = strategy_->translate_page(page, shift);
       IOPT_ASSERT(target.has_value()); // the page was accepted just above
       const ioba bus{iova.value() + (i << shift)};
-      [[maybe_unused]] status written = w.table().map(bus, target->value(), perm, allocation::forbidden);
+      [[maybe_unused]] status written =
+          w.table().map(bus, target->value(), perm, allocation::forbidden);
       if constexpr (Window::has_shadow)
         written = w.shadow().map(bus, page.value(), perm, allocation::forbidden);
       IOPT_ASSERT(written == status::ok);
     }
     if (changes_)
-      (void)w.table().for_each_run(iova, pages, [&](const mapped_run& run) { changes_(true, run); });
+      (void)w.table().for_each_run(iova, pages,
+                                   [&](const mapped_run& run) { changes_(true, run); });
     return status::ok;
   }
 
-  static ua page_of(ua from, std::uint64_t i, unsigned shift) noexcept { return ua{from.value() + (i << shift)}; }
+  static ua page_of(ua from, std::uint64_t i, unsigned shift) noexcept {
+    return ua{from.value() + (i << shift)};
+  }
 
   void release_slot(unsigned i) noexcept {
-    std::visit([&](auto& w) {
-      using window = std::decay_t<decltype(w)>;
-      if constexpr (!std::is_same_v<window, std::monostate>) {
-        if (changes_)
-          w.table().for_each_run([&](const mapped_run& run) { changes_(false, run); });
-        w.for_each_mapped_page(w.range().first(), w.table().pages(), [&](ua page, permission p) {
-          strategy_->unmap_page(page, window::page_shift, p);
-        });
-      }
-    }, slots_[i]);
+    std::visit(
+        [&](auto& w) {
+          using window = std::decay_t<decltype(w)>;
+          if constexpr (!std::is_same_v<window, std::monostate>) {
+            if (changes_)
+              w.table().for_each_run([&](const mapped_run& run) { changes_(false, run); });
+            w.for_each_mapped_page(
+                w.range().first(), w.table().pages(),
+                [&](ua page, permission p) { strategy_->unmap_page(page, window::page_shift, p); });
+          }
+        },
+        slots_[i]);
     slots_[i] = std::monostate{};
   }
 
   bool has_mappings() const noexcept {
     bool any = false;
     for (const slot& s : slots_)
-      std::visit([&](const auto& w) {
-        if constexpr (!std::is_same_v<std::decay_t<decltype(w)>, std::monostate>)
-          w.table().for_each_run([&](const mapped_run&) {
-            any = true;
-            return false;
-          });
-      }, s);
+      std::visit(
+          [&](const auto& w) {
+            if constexpr (!std::is_same_v<std::decay_t<decltype(w)>, std::monostate>)
+              w.table().for_each_run([&](const mapped_run&) {
+                any = true;
+                return false;
+              });
+          },
+          s);
     return any;
   }
 

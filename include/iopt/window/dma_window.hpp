@@ -41,16 +41,17 @@ class dma_window {
 public:
   using config_type = Config;
   using table_type = tce_table<with_allocator<Config, charging_allocator<Accounting>>>;
-  using shadow_type =
-      std::conditional_t<Shadow, tce_table<shadow_config<with_allocator<Config, charging_allocator<Accounting>>>>,
-                         no_shadow>;
+  using shadow_type = std::conditional_t<
+      Shadow, tce_table<shadow_config<with_allocator<Config, charging_allocator<Accounting>>>>,
+      no_shadow>;
   static constexpr bool has_shadow = Shadow;
   static constexpr unsigned page_shift = table_type::page_shift;
   static constexpr std::uint64_t page_bytes = table_type::page_bytes;
 
   dma_window() noexcept = default;
 
-  [[nodiscard]] static result<dma_window> create(ioba start, std::uint64_t bytes, Accounting& accounting) noexcept {
+  [[nodiscard]] static result<dma_window> create(ioba start, std::uint64_t bytes,
+                                                 Accounting& accounting) noexcept {
     auto table = table_type::create(start, bytes, charging_allocator<Accounting>(accounting));
     if (!table)
       return table.error();
