@@ -110,10 +110,12 @@ std::uint64_t run_stream(Table& t, const stress_stream& s, std::uint64_t operati
         ++failures;
       model[slot] = value;
       break;
-    case 3: { // stuff: clear one entry (runs of the other thread sit in between)
-      if (t.put(bus(slot), 0) != status::ok)
+    case 3: { // stuff (what H_STUFF_TCE does): one value into this thread's entry,
+              // a clear half of the time; the other thread's entries sit in between
+      const std::uint64_t stuffed = (r & 0x100) ? 0 : value;
+      if (t.fill(bus(slot), 1, stuffed) != status::ok)
         ++failures;
-      model[slot] = 0;
+      model[slot] = stuffed;
       break;
     }
     case 4: {
