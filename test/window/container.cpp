@@ -76,6 +76,9 @@ TEST_CASE("create_window: every status") {
   CHECK(f.container.create_window(21, 40).error() ==
         status::invalid_parameter); // 2M: not supported
   CHECK(f.container.create_window(16, 15).error() == status::invalid_parameter); // below one page
+  CHECK(f.container.create_window(64, 70).error() ==
+        status::invalid_parameter); // no such page size
+  CHECK(f.container.create_window(16, 64).error() == status::invalid_parameter); // no such window
   CHECK(f.container.create_window(12, 40).error() == status::unsupported); // 4K: flat only, too big
   CHECK(f.container.create_window(16, 47, 2).error() ==
         status::unsupported); // no 2-level 64K config here
@@ -115,6 +118,14 @@ TEST_CASE("automatic levels: the fewest whose blocks fit the largest allocation"
   CHECK(no_default.create_window(16, 30).error() == status::unsupported);
   CHECK(no_default.map_dma(ioba{0}, ua{0}, 4096, permission::read) == status::unsupported);
   CHECK(no_default.window_count() == 0);
+}
+
+TEST_CASE("a default window that is not a power of two is refused, not rounded") {
+  v2_fixture f;
+  container_type<v2_strategy> odd{f.strategy, f.tables,
+                                  container_options{.default_window_bytes = 3 * gib}};
+  CHECK(odd.map_dma(ioba{0}, ua{0}, 4096, permission::read) == status::invalid_parameter);
+  CHECK(odd.window_count() == 0);
 }
 
 TEST_CASE("a 128 TiB window costs its top levels only") {

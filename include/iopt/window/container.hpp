@@ -279,6 +279,8 @@ private:
   status ensure_default() noexcept {
     if (default_made_)
       return status::ok;
+    if (!std::has_single_bit(options_.default_window_bytes))
+      return status::invalid_parameter; // a window is a power of two
     const auto made = create_in_free_slot(
         options_.default_page_shift,
         static_cast<unsigned>(std::countr_zero(options_.default_window_bytes)), 0);
@@ -290,7 +292,7 @@ private:
 
   result<ioba> create_in_free_slot(unsigned page_shift, unsigned window_shift,
                                    unsigned levels) noexcept {
-    if (((page_size_mask() >> page_shift) & 1) == 0 || page_shift >= 64)
+    if (page_shift >= 64 || ((page_size_mask() >> page_shift) & 1) == 0)
       return status::invalid_parameter; // not a page size this container supports
     if (window_shift < page_shift || window_shift >= 64)
       return status::invalid_parameter; // smaller than one page, or no size at all
