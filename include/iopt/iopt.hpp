@@ -13,6 +13,7 @@
 #include <iopt/addr/page_size.hpp>
 #include <iopt/addr/range.hpp>
 
+#include <iopt/format/byte_order.hpp>
 #include <iopt/format/example_format.hpp>
 #include <iopt/format/guest_tce.hpp>
 #include <iopt/format/hardware_tce.hpp>

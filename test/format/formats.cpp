@@ -1,3 +1,4 @@
+#include <iopt/format/byte_order.hpp>
 #include <iopt/format/example_format.hpp>
 #include <iopt/format/guest_tce.hpp>
 #include <iopt/format/hardware_tce.hpp>
@@ -67,4 +68,13 @@ TEST_CASE("traits fill in the optional hooks") {
   CHECK(example::check(0x1000 | 0x1, 12) == status::not_aligned); // 0x1 is no permission here
   CHECK(example::check((std::uint64_t{1} << 52) | 0x4, 12) == status::bad_permission);
   CHECK(example::from_memory(example::to_memory(0x1234'5000)) == 0x1234'5000);
+}
+
+TEST_CASE("big-endian helpers put the most significant byte first and undo themselves") {
+  const std::uint64_t stored = to_big_endian(0x0102'0304'0506'0708);
+  unsigned char bytes[8];
+  std::memcpy(bytes, &stored, sizeof bytes);
+  CHECK(bytes[0] == 0x01);
+  CHECK(bytes[7] == 0x08);
+  static_assert(from_big_endian(to_big_endian(0xdead'beef'0000'1234)) == 0xdead'beef'0000'1234);
 }

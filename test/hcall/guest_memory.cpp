@@ -25,8 +25,8 @@ TEST_CASE("the buffer-backed guest memory reads, faults and defers like a guest'
   std::array<std::uint64_t, 2> back{};
   REQUIRE(m.read(gpa{0x11000}, std::as_writable_bytes(std::span(back)), hcall_path::fast) ==
           status::ok);
-  CHECK(buffer_guest_memory::to_big_endian(back[0]) == tces[0]); // stored big-endian, as PAPR says
-  CHECK(buffer_guest_memory::to_big_endian(back[1]) == 3);
+  CHECK(from_big_endian(back[0]) == tces[0]); // stored big-endian, as PAPR says
+  CHECK(from_big_endian(back[1]) == 3);
 
   CHECK(m.read(gpa{0x13ff8}, std::as_writable_bytes(std::span(back)), hcall_path::slow) ==
         status::fault);

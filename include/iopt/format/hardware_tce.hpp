@@ -7,8 +7,9 @@
 // cannot express write-only, so a write permission always carries read too.
 #pragma once
 
-#include <bit>
 #include <cstdint>
+
+#include <iopt/format/byte_order.hpp>
 
 namespace iopt {
 
@@ -17,19 +18,12 @@ struct hardware_tce {
   static constexpr std::uint64_t write_bit = 0x2;
 
   static constexpr std::uint64_t to_memory(std::uint64_t v) noexcept { return to_big_endian(v); }
-  static constexpr std::uint64_t from_memory(std::uint64_t m) noexcept { return to_big_endian(m); }
+  static constexpr std::uint64_t from_memory(std::uint64_t m) noexcept {
+    return from_big_endian(m);
+  }
 
   static constexpr std::uint64_t normalize(std::uint64_t v) noexcept {
     return (v & write_bit) ? (v | read_bit) : v;
-  }
-
-private:
-  // Byte swapping is its own inverse, so one function serves both directions.
-  static constexpr std::uint64_t to_big_endian(std::uint64_t v) noexcept {
-    if constexpr (std::endian::native == std::endian::big)
-      return v;
-    else
-      return __builtin_bswap64(v);
   }
 };
 

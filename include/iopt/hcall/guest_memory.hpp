@@ -31,6 +31,7 @@
 
 #include <iopt/addr/address.hpp>
 #include <iopt/addr/range.hpp>
+#include <iopt/format/byte_order.hpp>
 #include <iopt/status.hpp>
 
 namespace iopt {
@@ -106,13 +107,6 @@ public:
   // Reads of this 4 KiB page are too hard on the fast path.
   void make_slow_only(gpa page) { slow_only_.insert(page.value() >> page_shift); }
   [[nodiscard]] const gpa_range& ram() const noexcept { return ram_; }
-
-  static constexpr std::uint64_t to_big_endian(std::uint64_t v) noexcept {
-    if constexpr (std::endian::native == std::endian::big)
-      return v;
-    else
-      return __builtin_bswap64(v);
-  }
 
 private:
   gpa_range ram_;

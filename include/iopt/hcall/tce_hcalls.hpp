@@ -39,6 +39,7 @@
 #include <vector>
 
 #include <iopt/addr/address.hpp>
+#include <iopt/format/byte_order.hpp>
 #include <iopt/hcall/change_sink.hpp>
 #include <iopt/hcall/guest_memory.hpp>
 #include <iopt/status.hpp>
@@ -133,7 +134,7 @@ public:
               s != status::ok)
             return s;
           for (std::uint64_t& tce : wanted)
-            tce = buffer_guest_memory::to_big_endian(tce); // PAPR lists are big-endian
+            tce = from_big_endian(tce); // PAPR lists are big-endian
           using table_type = std::remove_pointer_t<decltype(window)>;
           const status s = window->put_list(
               ioba{ioba_value}, wanted, allocation_for(path),
