@@ -232,20 +232,13 @@ public:
 
   // What a device sees at a bus address.
   [[nodiscard]] result<translation> translate(ioba at) const noexcept {
-    for (const slot& s : slots_) {
-      const result<translation> r = std::visit(
-          [&](const auto& w) -> result<translation> {
-            if constexpr (std::is_same_v<std::decay_t<decltype(w)>, std::monostate>)
-              return status::out_of_window;
-            else
-              return w.range().contains(at) ? w.table().translate(at)
-                                            : result<translation>(status::out_of_window);
-          },
-          s);
-      if (r || r.error() != status::out_of_window)
-        return r;
-    }
-    return status::out_of_window;
+    result<translation> r = status::out_of_window;
+    for (const slot& s : slots_)
+      visit_window(s, [&](const auto& w) {
+        if (w.range().contains(at))
+          r = w.table().translate(at);
+      });
+    return r;
   }
   [[nodiscard]] unsigned window_count() const noexcept {
     unsigned n = 0;
@@ -257,18 +250,24 @@ public:
   [[nodiscard]] std::size_t table_bytes() const noexcept {
     std::size_t bytes = 0;
     for (const slot& s : slots_)
-      std::visit(
-          [&](const auto& w) {
-            if constexpr (!std::is_same_v<std::decay_t<decltype(w)>, std::monostate>)
-              bytes += w.memory_bytes();
-          },
-          s);
+      visit_window(s, [&](const auto& w) { bytes += w.memory_bytes(); });
     return bytes;
   }
   [[nodiscard]] Strategy& strategy() noexcept { return *strategy_; }
   void set_change_hook(dma_change_hook hook) noexcept { changes_ = hook; }
 
 private:
+  // Calls fn(window) if the slot holds one (of whichever configuration).
+  template <class Slot, class Fn>
+  static void visit_window(Slot& s, Fn&& fn) {
+    std::visit(
+        [&](auto& w) {
+          if constexpr (!std::is_same_v<std::decay_t<decltype(w)>, std::monostate>)
+            fn(w);
+        },
+        s);
+  }
+
   static constexpr std::uint64_t page_size_mask() noexcept {
     return ((std::uint64_t{1} << table_geometry<Configs>::page_shift) | ...);
   }
@@ -351,15 +350,12 @@ private:
     for (slot& s : slots_) {
       bool found = false;
       status result = status::ok;
-      std::visit(
-          [&](auto& w) {
-            if constexpr (!std::is_same_v<std::decay_t<decltype(w)>, std::monostate>)
-              if (w.range().contains(iova)) {
-                found = true;
-                result = fn(w);
-              }
-          },
-          s);
+      visit_window(s, [&](auto& w) {
+        if (w.range().contains(iova)) {
+          found = true;
+          result = fn(w);
+        }
+      });
       if (found)
         return result;
     }
@@ -430,33 +426,26 @@ private:
   }
 
   void release_slot(unsigned i) noexcept {
-    std::visit(
-        [&](auto& w) {
-          using window = std::decay_t<decltype(w)>;
-          if constexpr (!std::is_same_v<window, std::monostate>) {
-            if (changes_)
-              w.table().for_each_run([&](const mapped_run& run) { changes_(false, run); });
-            w.for_each_mapped_page(
-                w.range().first(), w.table().pages(),
-                [&](ua page, permission p) { strategy_->unmap_page(page, window::page_shift, p); });
-          }
-        },
-        slots_[i]);
+    visit_window(slots_[i], [&](auto& w) {
+      using window = std::decay_t<decltype(w)>;
+      if (changes_)
+        w.table().for_each_run([&](const mapped_run& run) { changes_(false, run); });
+      w.for_each_mapped_page(w.range().first(), w.table().pages(), [&](ua page, permission p) {
+        strategy_->unmap_page(page, window::page_shift, p);
+      });
+    });
     slots_[i] = std::monostate{};
   }
 
   bool has_mappings() const noexcept {
     bool any = false;
     for (const slot& s : slots_)
-      std::visit(
-          [&](const auto& w) {
-            if constexpr (!std::is_same_v<std::decay_t<decltype(w)>, std::monostate>)
-              w.table().for_each_run([&](const mapped_run&) {
-                any = true;
-                return false;
-              });
-          },
-          s);
+      visit_window(s, [&](const auto& w) {
+        w.table().for_each_run([&](const mapped_run&) {
+          any = true;
+          return false;
+        });
+      });
     return any;
   }
 
