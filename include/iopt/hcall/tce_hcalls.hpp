@@ -92,83 +92,62 @@ public:
   // H_PUT_TCE: one entry. A TCE without permissions unmaps.
   status put_tce(std::uint64_t liobn, std::uint64_t ioba_value, std::uint64_t tce,
                  hcall_path path) noexcept {
-    const route* r = find(liobn);
-    if (IOPT_UNLIKELY(r == nullptr))
-      return status::not_found;
-    return std::visit(
-        [&](auto* window) {
-          if (const status s = check_range(*window, ioba{ioba_value}, 1);
-              IOPT_UNLIKELY(s != status::ok))
-            return s;
-          if (const status s = check_target(*window, tce); IOPT_UNLIKELY(s != status::ok))
-            return s;
-          const status s = window->put(ioba{ioba_value}, tce, allocation_for(path));
-          if (s == status::ok)
-            sink_.tces_changed(liobn, ioba{ioba_value}, 1);
-          return s;
-        },
-        r->window);
+    return on_window(liobn, [&](auto& window) {
+      if (const status s = check_range(window, ioba{ioba_value}, 1); IOPT_UNLIKELY(s != status::ok))
+        return s;
+      if (const status s = check_target(window, tce); IOPT_UNLIKELY(s != status::ok))
+        return s;
+      return reported(liobn, ioba{ioba_value}, 1,
+                      window.put(ioba{ioba_value}, tce, allocation_for(path)));
+    });
   }
 
   // H_PUT_TCE_INDIRECT: npages (1..512) TCEs read from a 4 KiB-aligned list
   // in guest memory, written to consecutive entries from ioba.
   status put_tce_indirect(std::uint64_t liobn, std::uint64_t ioba_value, std::uint64_t list,
                           std::uint64_t npages, hcall_path path) noexcept {
-    const route* r = find(liobn);
-    if (IOPT_UNLIKELY(r == nullptr))
-      return status::not_found;
-    if (npages == 0 || npages > max_indirect_tces)
-      return status::invalid_parameter;
-    if ((list & (indirect_list_alignment - 1)) != 0)
-      return status::not_aligned;
-    return std::visit(
-        [&](auto* window) {
-          // The whole range first: every page, not only the first.
-          if (const status s = check_range(*window, ioba{ioba_value}, npages); s != status::ok)
-            return s;
-          // A private copy: validating in guest memory and reading it again
-          // to write would let the guest change entries in between.
-          std::array<std::uint64_t, max_indirect_tces> tces;
-          const std::span<std::uint64_t> wanted(tces.data(), npages);
-          if (const status s = memory_->read(gpa{list}, std::as_writable_bytes(wanted), path);
-              s != status::ok)
-            return s;
-          for (std::uint64_t& tce : wanted)
-            tce = from_big_endian(tce); // PAPR lists are big-endian
-          using table_type = std::remove_pointer_t<decltype(window)>;
-          const status s = window->put_list(
-              ioba{ioba_value}, wanted, allocation_for(path),
-              [this](std::uint64_t tce) noexcept { return check_ram<table_type>(tce); });
-          if (s == status::ok)
-            sink_.tces_changed(liobn, ioba{ioba_value}, npages);
-          return s;
-        },
-        r->window);
+    return on_window(liobn, [&](auto& window) {
+      using table_type = std::remove_reference_t<decltype(window)>;
+      if (npages == 0 || npages > max_indirect_tces)
+        return status::invalid_parameter;
+      if ((list & (indirect_list_alignment - 1)) != 0)
+        return status::not_aligned;
+      // The whole range first: every page, not only the first.
+      if (const status s = check_range(window, ioba{ioba_value}, npages); s != status::ok)
+        return s;
+      // A private copy: validating in guest memory and reading it again to
+      // write would let the guest change entries in between.
+      std::array<std::uint64_t, max_indirect_tces> tces;
+      const std::span<std::uint64_t> wanted(tces.data(), npages);
+      if (const status s = memory_->read(gpa{list}, std::as_writable_bytes(wanted), path);
+          s != status::ok)
+        return s;
+      for (std::uint64_t& tce : wanted)
+        tce = from_big_endian(tce); // PAPR lists are big-endian
+      return reported(liobn, ioba{ioba_value}, npages,
+                      window.put_list(ioba{ioba_value}, wanted, allocation_for(path),
+                                      [this](std::uint64_t tce) noexcept {
+                                        return check_ram<table_type>(tce);
+                                      }));
+    });
   }
 
   // H_STUFF_TCE: one value into npages consecutive entries.
   status stuff_tce(std::uint64_t liobn, std::uint64_t ioba_value, std::uint64_t value,
                    std::uint64_t npages, hcall_path path) noexcept {
-    const route* r = find(liobn);
-    if (IOPT_UNLIKELY(r == nullptr))
-      return status::not_found;
-    return std::visit(
-        [&](auto* window) {
-          using format = typename std::remove_pointer_t<decltype(window)>::format;
-          if (npages == 0)
-            return status::invalid_parameter;
-          if (const status s = check_range(*window, ioba{ioba_value}, npages); s != status::ok)
-            return s;
-          if (format::is_present(value) && !options_.stuff_accepts_mappings)
-            return status::invalid_parameter; // PAPR: stuff clears
-          if (const status s = check_target(*window, value); s != status::ok)
-            return s;
-          const status s = window->fill(ioba{ioba_value}, npages, value, allocation_for(path));
-          if (s == status::ok)
-            sink_.tces_changed(liobn, ioba{ioba_value}, npages);
-          return s;
-        },
-        r->window);
+    return on_window(liobn, [&](auto& window) {
+      using format = typename std::remove_reference_t<decltype(window)>::format;
+      if (npages == 0)
+        return status::invalid_parameter;
+      if (const status s = check_range(window, ioba{ioba_value}, npages); s != status::ok)
+        return s;
+      if (format::is_present(value) && !options_.stuff_accepts_mappings)
+        return status::invalid_parameter; // PAPR: stuff clears
+      if (const status s = check_target(window, value); s != status::ok)
+        return s;
+      return reported(liobn, ioba{ioba_value}, npages,
+                      window.fill(ioba{ioba_value}, npages, value, allocation_for(path)));
+    });
   }
 
 private:
@@ -180,6 +159,21 @@ private:
 
   static constexpr allocation allocation_for(hcall_path path) noexcept {
     return path == hcall_path::fast ? allocation::forbidden : allocation::allowed;
+  }
+
+  // Runs fn on the window routed to `liobn`; not_found when there is none.
+  template <class Fn>
+  status on_window(std::uint64_t liobn, Fn&& fn) noexcept {
+    const route* r = find(liobn);
+    if (IOPT_UNLIKELY(r == nullptr))
+      return status::not_found;
+    return std::visit([&](auto* window) { return fn(*window); }, r->window);
+  }
+  // Tells the sink what a successful call changed; passes the status on.
+  status reported(std::uint64_t liobn, ioba first, std::uint64_t pages, status s) noexcept {
+    if (s == status::ok)
+      sink_.tces_changed(liobn, first, pages);
+    return s;
   }
 
   const route* find(std::uint64_t liobn) const noexcept {
