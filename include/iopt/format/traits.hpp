@@ -41,6 +41,22 @@ struct format_traits {
 
   using format = F;
 
+  // Whether to_memory reverses the bytes of a value (a table in the other
+  // byte order than the host's) rather than keeping them, so that runs of
+  // entries can be written and scanned in bulk (table/bulk_entries.hpp).
+  static constexpr bool memory_swaps_bytes = [] {
+    constexpr std::uint64_t sample = 0x0102'0304'0506'0708;
+    if constexpr (requires { F::to_memory(sample); })
+      return F::to_memory(sample) == __builtin_bswap64(sample);
+    else
+      return false;
+  }();
+  static_assert(
+      memory_swaps_bytes || !requires { F::to_memory(std::uint64_t{}); } ||
+          F::to_memory(0x0102'0304'0506'0708) == 0x0102'0304'0506'0708,
+      "TCE format: to_memory must be constexpr and either keep the bytes of a value "
+      "or reverse them");
+
   static constexpr std::uint64_t read_bit = F::read_bit;
   static constexpr std::uint64_t write_bit = F::write_bit;
   static constexpr std::uint64_t permission_bits = read_bit | write_bit;

@@ -126,8 +126,8 @@ public:
         tce = from_big_endian(tce); // PAPR lists are big-endian
       return reported(liobn, ioba{ioba_value}, npages,
                       window.put_list(ioba{ioba_value}, wanted, allocation_for(path),
-                                      [this](std::uint64_t tce) noexcept {
-                                        return check_ram<table_type>(tce);
+                                      [this](std::uint64_t tce, std::uint64_t pages) noexcept {
+                                        return check_ram<table_type>(tce, pages);
                                       }));
     });
   }
@@ -202,13 +202,15 @@ private:
     if (const status s = Table::format::check(tce, Table::page_shift);
         IOPT_UNLIKELY(s != status::ok))
       return s;
-    return check_ram<Table>(tce);
+    return check_ram<Table>(tce, 1);
   }
+  // Whether the `pages` pages from tce's target are guest RAM, when tce maps
+  // anything (a run of an indirect list is checked in one call).
   template <class Table>
-  status check_ram(std::uint64_t tce) const noexcept {
+  status check_ram(std::uint64_t tce, std::uint64_t pages) const noexcept {
     using format = typename Table::format;
     if (format::is_present(tce) &&
-        !memory_->is_ram(gpa{format::target(tce, Table::page_shift)}, Table::page_bytes))
+        !memory_->is_ram(gpa{format::target(tce, Table::page_shift)}, pages << Table::page_shift))
       return status::not_permitted;
     return status::ok;
   }

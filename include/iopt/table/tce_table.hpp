@@ -43,6 +43,7 @@
 #include <iopt/format/permission.hpp>
 #include <iopt/format/traits.hpp>
 #include <iopt/status.hpp>
+#include <iopt/table/bulk_entries.hpp>
 #include <iopt/table/geometry.hpp>
 #include <iopt/table/mappings.hpp>
 #include <iopt/table/walk.hpp>
@@ -283,11 +284,15 @@ public:
   // before any is written: the call applies all of them or none.
   status put_list(ioba first, std::span<const std::uint64_t> tces,
                   allocation may = allocation::allowed) noexcept {
-    return put_list(first, tces, may, [](std::uint64_t) noexcept { return status::ok; });
+    return put_list(first, tces, may,
+                    [](std::uint64_t, std::uint64_t) noexcept { return status::ok; });
   }
-  // The same with a check of the caller's own (for instance, that a target is
-  // guest RAM), applied to each value right after the format's check, in the
-  // same pass, so a list is read once to validate and once to write.
+  // The same with a check of the caller's own (for instance, that targets are
+  // guest RAM). The list is taken a run at a time: a present value followed
+  // by the values of the next pages, or one non-present value repeated (see
+  // run_length). check(tce, pages) vets the run that starts with tce as a
+  // whole, after the format has accepted each of its values; the first run it
+  // refuses decides the status.
   template <class Check>
   status put_list(ioba first, std::span<const std::uint64_t> tces, allocation may,
                   Check&& check) noexcept {
@@ -295,11 +300,11 @@ public:
     if (const status s = check_range(first, tces.size(), first_page);
         IOPT_UNLIKELY(s != status::ok))
       return s;
-    for (const std::uint64_t tce : tces) {
-      if (const status s = format::check(tce, page_shift); IOPT_UNLIKELY(s != status::ok))
+    for (std::size_t i = 0; i < tces.size();) {
+      const std::size_t n = run_length(tces.data() + i, tces.size() - i);
+      if (const status s = check_run(tces.data() + i, n, check); IOPT_UNLIKELY(s != status::ok))
         return s;
-      if (const status s = check(tce); IOPT_UNLIKELY(s != status::ok))
-        return s;
+      i += n;
     }
     const std::uint64_t last_page = first_page + (tces.size() - 1);
     if (const status s = ensure_levels(first_page, last_page, may); s != status::ok)
@@ -458,6 +463,63 @@ private:
     if (const status s = check_ioba(a, page); s != status::ok)
       return s;
     return format::check(tce, page_shift);
+  }
+
+  // ---- runs of values ------------------------------------------------------
+
+  // The step from one value of a run to the next: a page for a present value
+  // (its target moves on), none for a value that maps nothing.
+  static constexpr std::uint64_t run_step(std::uint64_t value) noexcept {
+    return format::is_present(value) ? page_bytes : 0;
+  }
+
+  // How many of the n values from list[0] (at least 1) form a run: each is
+  // the one before plus run_step, and no target passes the last page of the
+  // 64-bit space.
+  static std::size_t run_length(const std::uint64_t* list, std::size_t n) noexcept {
+    const std::uint64_t value = list[0];
+    const std::uint64_t step = run_step(value);
+    if (step != 0)
+      n = static_cast<std::size_t>(std::min<std::uint64_t>(
+          n, ((UINT64_MAX - format::target(value, page_shift)) >> page_shift) + 1));
+    if (n < 2 || list[1] != value + step)
+      return 1; // the common case for a list of unrelated pages: no vector set-up
+    return 2 + detail::match_run<false>(list + 2, n - 2, value + 2 * step, step);
+  }
+
+  // The format's check of every value of a run, then the caller's check of
+  // the run. A run's permission bits are all alike and its targets rise
+  // without wrapping, so its first and last values stand for the rest unless
+  // the run leaves the format's address bits part way, which is taken one
+  // value at a time to find the first bad one.
+  template <class Check>
+  static status check_run(const std::uint64_t* run, std::size_t n, Check& check) noexcept {
+    if (const status s = format::check(run[0], page_shift); IOPT_UNLIKELY(s != status::ok))
+      return s;
+    if (IOPT_UNLIKELY(format::check(run[n - 1], page_shift) != status::ok))
+      return check_each(run, check);
+    return check(run[0], std::uint64_t{n});
+  }
+  template <class Check>
+  IOPT_COLD static status check_each(const std::uint64_t* run, Check& check) noexcept {
+    for (std::size_t k = 0;; ++k) { // the run's last value fails, so this returns
+      if (const status s = format::check(run[k], page_shift); s != status::ok)
+        return s;
+      if (const status s = check(run[k], std::uint64_t{1}); s != status::ok)
+        return s;
+    }
+  }
+
+  // Stores value, value + step, ... into n entries from dst, in memory form.
+  IOPT_ALWAYS_INLINE static void store_values(std::uint64_t* dst, std::size_t n,
+                                              std::uint64_t value, std::uint64_t step) noexcept {
+    detail::store_run<format::memory_swaps_bytes>(dst, n, value, step);
+  }
+  // How many of the n entries from src hold value, value + step, ...
+  IOPT_ALWAYS_INLINE static std::size_t match_values(const std::uint64_t* src, std::size_t n,
+                                                     std::uint64_t value,
+                                                     std::uint64_t step) noexcept {
+    return detail::match_run<format::memory_swaps_bytes>(src, n, value, step);
   }
 
   // ---- writing one entry ---------------------------------------------------
@@ -623,31 +685,28 @@ private:
 
     IOPT_ALWAYS_INLINE bool leaf(std::uint64_t* block, std::size_t lo, std::size_t hi,
                                  std::uint64_t) noexcept {
-      // Four independent values per step: the stores, not one chain of
-      // additions, set the pace. Each entry is still one atomic store.
-      std::uint64_t v = value;
-      std::size_t i = lo;
-      for (; i + 3 <= hi; i += 4, v += 4 * step) {
-        detail::store_entry(block[i], format::to_memory(v));
-        detail::store_entry(block[i + 1], format::to_memory(v + step));
-        detail::store_entry(block[i + 2], format::to_memory(v + 2 * step));
-        detail::store_entry(block[i + 3], format::to_memory(v + 3 * step));
-      }
-      for (; i <= hi; ++i, v += step)
-        detail::store_entry(block[i], format::to_memory(v));
-      value = v;
+      const std::size_t n = hi - lo + 1;
+      store_values(block + lo, n, value, step);
+      value += n * step;
       return true;
     }
   };
 
-  // Writes normalized values from a list that was checked beforehand.
+  // Writes normalized values from a list that was checked beforehand, a run
+  // of contiguous values (see run_length) at a time.
   struct list_writer : prepared_writer {
-    const std::uint64_t* next;
+    const std::uint64_t* next; // the list holds exactly the walked entries
 
     IOPT_ALWAYS_INLINE bool leaf(std::uint64_t* block, std::size_t lo, std::size_t hi,
                                  std::uint64_t) noexcept {
-      for (std::size_t i = lo; i <= hi; ++i)
-        detail::store_entry(block[i], format::to_memory(format::normalize(*next++)));
+      for (std::size_t i = lo; i <= hi;) {
+        const std::uint64_t value = *next;
+        const std::size_t n = run_length(next, hi - i + 1);
+        // normalize changes only permission bits, so a run stays a run.
+        store_values(block + i, n, format::normalize(value), run_step(value));
+        next += n;
+        i += n;
+      }
       return true;
     }
   };
@@ -657,15 +716,7 @@ private:
 
     IOPT_ALWAYS_INLINE bool leaf(std::uint64_t* block, std::size_t lo, std::size_t hi,
                                  std::uint64_t) noexcept {
-      std::size_t i = lo;
-      for (; i + 3 <= hi; i += 4) {
-        detail::store_entry(block[i], 0);
-        detail::store_entry(block[i + 1], 0);
-        detail::store_entry(block[i + 2], 0);
-        detail::store_entry(block[i + 3], 0);
-      }
-      for (; i <= hi; ++i)
-        detail::store_entry(block[i], 0);
+      store_values(block + lo, hi - lo + 1, 0, 0);
       return true;
     }
     template <unsigned Level>
@@ -736,47 +787,23 @@ private:
     }
 
     // Extends the active run over entries i.. that continue it; returns the
-    // first entry that does not. Compares entries in memory form, four at a
-    // time while the run cannot reach the top of the address space.
+    // first entry that does not. A run stops short of passing 2^64.
     IOPT_ALWAYS_INLINE std::size_t extend(const std::uint64_t* block, std::size_t i,
                                           std::size_t hi) {
-      std::uint64_t e = expected;
-      if (e != 0) {
-        // Pages that exist above e's target: a quad is taken only while the
-        // next expected value cannot wrap past 2^64.
-        std::uint64_t room = (UINT64_MAX - format::target(e, page_shift)) >> page_shift;
-        while (i + 3 <= hi && room >= 4) {
-          const std::uint64_t diff =
-              (detail::load_entry(block[i]) ^ format::to_memory(e)) |
-              (detail::load_entry(block[i + 1]) ^ format::to_memory(e + page_bytes)) |
-              (detail::load_entry(block[i + 2]) ^ format::to_memory(e + 2 * page_bytes)) |
-              (detail::load_entry(block[i + 3]) ^ format::to_memory(e + 3 * page_bytes));
-          if (diff != 0)
-            break;
-          i += 4;
-          e += 4 * page_bytes;
-          run.pages += 4;
-          room -= 4;
-        }
-      }
-      while (i <= hi && e != 0 && detail::load_entry(block[i]) == format::to_memory(e)) {
-        ++run.pages;
-        e = successor(e);
-        ++i;
-      }
-      expected = e;
-      return i;
+      if (expected == 0)
+        return i;
+      const std::uint64_t room =
+          ((UINT64_MAX - format::target(expected, page_shift)) >> page_shift) + 1;
+      const auto n = static_cast<std::size_t>(std::min<std::uint64_t>(hi - i + 1, room));
+      const std::size_t k = match_values(block + i, n, expected, page_bytes);
+      run.pages += k;
+      expected = k == room ? 0 : expected + k * page_bytes;
+      return i + k;
     }
 
     static IOPT_ALWAYS_INLINE std::size_t skip_empty(const std::uint64_t* block, std::size_t i,
                                                      std::size_t hi) noexcept {
-      while (i + 3 <= hi &&
-             (detail::load_entry(block[i]) | detail::load_entry(block[i + 1]) |
-              detail::load_entry(block[i + 2]) | detail::load_entry(block[i + 3])) == 0)
-        i += 4;
-      while (i <= hi && detail::load_entry(block[i]) == 0)
-        ++i;
-      return i;
+      return i + match_values(block + i, hi - i + 1, 0, 0);
     }
 
     template <unsigned Level>
