@@ -573,6 +573,7 @@ private:
 
   // Counts the blocks missing below [first, last]: reading only.
   struct missing_counter {
+    static constexpr bool whole_gaps = true;
     std::array<std::uint64_t, levels> blocks{};
     std::uint64_t total = 0;
 
@@ -712,6 +713,7 @@ private:
   };
 
   struct clearer {
+    static constexpr bool whole_gaps = true;
     tce_table* table;
 
     IOPT_ALWAYS_INLINE bool leaf(std::uint64_t* block, std::size_t lo, std::size_t hi,
@@ -740,6 +742,7 @@ private:
   // permissions into runs and hands each finished run to on_run.
   template <class OnRun>
   struct run_collector {
+    static constexpr bool whole_gaps = true;
     const tce_table* table;
     OnRun& on_run;
     mapped_run run{};

@@ -25,6 +25,12 @@
 //        skip it, stop the walk, or descend (the visitor installed a block).
 //   template <unsigned Level> void after_child(std::uint64_t& entry, std::uint64_t* child)
 //        optional; called after the walk below `entry` returns.
+//   static constexpr bool whole_gaps = true;
+//        optional; says that missing() never descends and takes [first, last]
+//        as a whole. The walker then finds a stretch of consecutive empty
+//        entries with one vector scan and hands it over in one call, with
+//        `entry` the first of them: sparse tables are read at the speed of
+//        memory, not one indirect entry at a time.
 #pragma once
 
 #include <algorithm>
@@ -34,6 +40,7 @@
 
 #include <iopt/config.hpp>
 #include <iopt/format/traits.hpp>
+#include <iopt/table/bulk_entries.hpp>
 #include <iopt/table/geometry.hpp>
 
 namespace iopt::detail {
@@ -91,10 +98,18 @@ struct walker {
       return v.leaf(block, slot<0>(first), slot<0>(last), first);
     } else {
       for (std::uint64_t page = first;;) {
-        const std::uint64_t sub_last = std::min(last, page | geometry::slot_span_mask(Level));
+        std::uint64_t sub_last = std::min(last, page | geometry::slot_span_mask(Level));
         std::uint64_t& entry = block[slot<Level>(page)];
         std::uint64_t raw = load_entry(entry, std::memory_order_acquire);
         if (raw == 0) {
+          if constexpr (requires { requires Visitor::whole_gaps; }) {
+            // The empty entries that follow, up to the one that holds `last`
+            // (zero is zero in either byte order).
+            const std::size_t here = slot<Level>(page);
+            const std::size_t more = match_run<false>(&entry + 1, slot<Level>(last) - here, 0, 0);
+            sub_last =
+                std::min(last, sub_last + (std::uint64_t{more} << geometry::index_shift(Level)));
+          }
           const on_missing action = v.template missing<Level>(entry, page, sub_last);
           if (action == on_missing::stop)
             return false;
