@@ -6,7 +6,9 @@
 #pragma once
 
 #include <bit>
+#include <cstddef>
 #include <cstdint>
+#include <span>
 
 namespace iopt {
 
@@ -17,5 +19,23 @@ constexpr std::uint64_t to_big_endian(std::uint64_t v) noexcept {
     return __builtin_bswap64(v);
 }
 constexpr std::uint64_t from_big_endian(std::uint64_t v) noexcept { return to_big_endian(v); }
+
+// 64-bit values as their owner stores them, in a stated byte order: PAPR's
+// TCE lists are big-endian in guest memory, and a table reads such a list in
+// place rather than after a pass that converts it. operator[] gives a value
+// in the host's order.
+template <std::endian Order>
+struct ordered_values {
+  static constexpr bool swapped = Order != std::endian::native;
+
+  std::span<const std::uint64_t> stored;
+
+  constexpr std::uint64_t operator[](std::size_t k) const noexcept {
+    return swapped ? __builtin_bswap64(stored[k]) : stored[k];
+  }
+  [[nodiscard]] constexpr std::size_t size() const noexcept { return stored.size(); }
+};
+using native_values = ordered_values<std::endian::native>;
+using big_endian_values = ordered_values<std::endian::big>;
 
 } // namespace iopt

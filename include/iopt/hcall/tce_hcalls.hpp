@@ -104,28 +104,28 @@ public:
 
   // H_PUT_TCE_INDIRECT: npages (1..512) TCEs read from a 4 KiB-aligned list
   // in guest memory, written to consecutive entries from ioba.
-  status put_tce_indirect(std::uint64_t liobn, std::uint64_t ioba_value, std::uint64_t list,
+  status put_tce_indirect(std::uint64_t liobn, std::uint64_t ioba_value, std::uint64_t list_gpa,
                           std::uint64_t npages, hcall_path path) noexcept {
     return on_window(liobn, [&](auto& window) {
       using table_type = std::remove_reference_t<decltype(window)>;
       if (npages == 0 || npages > max_indirect_tces)
         return status::invalid_parameter;
-      if ((list & (indirect_list_alignment - 1)) != 0)
+      if ((list_gpa & (indirect_list_alignment - 1)) != 0)
         return status::not_aligned;
       // The whole range first: every page, not only the first.
       if (const status s = check_range(window, ioba{ioba_value}, npages); s != status::ok)
         return s;
       // A private copy: validating in guest memory and reading it again to
-      // write would let the guest change entries in between.
-      std::array<std::uint64_t, max_indirect_tces> tces;
-      const std::span<std::uint64_t> wanted(tces.data(), npages);
-      if (const status s = memory_->read(gpa{list}, std::as_writable_bytes(wanted), path);
+      // write would let the guest change entries in between. It stays
+      // big-endian, as PAPR lays it out; the table reads it in that form.
+      std::array<std::uint64_t, max_indirect_tces> list;
+      const std::span<std::uint64_t> wanted(list.data(), npages);
+      if (const status s = memory_->read(gpa{list_gpa}, std::as_writable_bytes(wanted), path);
           s != status::ok)
         return s;
-      for (std::uint64_t& tce : wanted)
-        tce = from_big_endian(tce); // PAPR lists are big-endian
       return reported(liobn, ioba{ioba_value}, npages,
-                      window.put_list(ioba{ioba_value}, wanted, allocation_for(path),
+                      window.put_list(ioba{ioba_value}, big_endian_values{wanted},
+                                      allocation_for(path),
                                       [this](std::uint64_t tce, std::uint64_t pages) noexcept {
                                         return check_ram<table_type>(tce, pages);
                                       }));

@@ -60,7 +60,9 @@
 namespace iopt::detail {
 
 // The widest entry access the processor offers, best last.
-enum class vector_width : std::uint8_t { scalar, avx2, avx512 };
+// `automatic` asks for the best the processor has, found out only when a
+// run is long enough to use it.
+enum class vector_width : std::uint8_t { scalar, avx2, avx512, automatic };
 
 inline vector_width detect_vector_width() noexcept {
 #if IOPT_VECTOR_ENTRIES
@@ -78,8 +80,9 @@ inline vector_width best_vector_width() noexcept {
   return width;
 }
 
+// v with its bytes reversed when Swap is true: to memory form and back.
 template <bool Swap>
-IOPT_ALWAYS_INLINE constexpr std::uint64_t memory_form(std::uint64_t v) noexcept {
+IOPT_ALWAYS_INLINE constexpr std::uint64_t swapped_if(std::uint64_t v) noexcept {
   return Swap ? __builtin_bswap64(v) : v;
 }
 
@@ -89,7 +92,7 @@ template <bool Swap>
 IOPT_ALWAYS_INLINE void store_run_scalar(std::uint64_t* dst, std::size_t n, std::uint64_t value,
                                          std::uint64_t step) noexcept {
   for (std::size_t k = 0; k < n; ++k, value += step)
-    std::atomic_ref<std::uint64_t>(dst[k]).store(memory_form<Swap>(value),
+    std::atomic_ref<std::uint64_t>(dst[k]).store(swapped_if<Swap>(value),
                                                  std::memory_order_relaxed);
 }
 
@@ -99,7 +102,7 @@ IOPT_ALWAYS_INLINE std::size_t match_run_scalar(const std::uint64_t* src, std::s
   std::size_t k = 0;
   for (; k < n; ++k, value += step)
     if (std::atomic_ref<std::uint64_t>(const_cast<std::uint64_t&>(src[k])) // NOLINT
-            .load(std::memory_order_relaxed) != memory_form<Swap>(value))
+            .load(std::memory_order_relaxed) != swapped_if<Swap>(value))
       break;
   return k;
 }
@@ -213,24 +216,28 @@ inline constexpr std::size_t min_vector_run = 16;
 template <bool Swap>
 IOPT_ALWAYS_INLINE void store_run(std::uint64_t* dst, std::size_t n, std::uint64_t value,
                                   std::uint64_t step,
-                                  vector_width width = best_vector_width()) noexcept {
+                                  vector_width width = vector_width::automatic) noexcept {
 #if IOPT_VECTOR_ENTRIES
-  if (n >= min_vector_run && width != vector_width::scalar) {
-    const std::size_t lanes = width == vector_width::avx512 ? 8 : 4;
-    // Scalar entries up to the first aligned vector, whole vectors, then the rest.
-    const std::size_t head = (lanes - reinterpret_cast<std::uintptr_t>(dst) / 8) & (lanes - 1);
-    store_run_scalar<Swap>(dst, head, value, step);
-    dst += head;
-    n -= head;
-    value += head * step;
-    const std::size_t vectors = n / lanes;
-    if (width == vector_width::avx512)
-      store_run_avx512<Swap>(dst, vectors, value, step);
-    else
-      store_run_avx2<Swap>(dst, vectors, value, step);
-    dst += vectors * lanes;
-    n -= vectors * lanes;
-    value += vectors * lanes * step;
+  if (n >= min_vector_run) {
+    if (width == vector_width::automatic)
+      width = best_vector_width();
+    if (width != vector_width::scalar) {
+      const std::size_t lanes = width == vector_width::avx512 ? 8 : 4;
+      // Scalar entries up to the first aligned vector, whole vectors, then the rest.
+      const std::size_t head = (lanes - reinterpret_cast<std::uintptr_t>(dst) / 8) & (lanes - 1);
+      store_run_scalar<Swap>(dst, head, value, step);
+      dst += head;
+      n -= head;
+      value += head * step;
+      const std::size_t vectors = n / lanes;
+      if (width == vector_width::avx512)
+        store_run_avx512<Swap>(dst, vectors, value, step);
+      else
+        store_run_avx2<Swap>(dst, vectors, value, step);
+      dst += vectors * lanes;
+      n -= vectors * lanes;
+      value += vectors * lanes * step;
+    }
   }
 #else
   (void)width;
@@ -238,30 +245,42 @@ IOPT_ALWAYS_INLINE void store_run(std::uint64_t* dst, std::size_t n, std::uint64
   store_run_scalar<Swap>(dst, n, value, step);
 }
 
+// Runs often end early (a list of short runs, a block with a few entries),
+// so the first min_vector_run entries are compared one by one and only a
+// run that goes on past them pays for setting up the vectors.
 template <bool Swap>
 IOPT_ALWAYS_INLINE std::size_t match_run(const std::uint64_t* src, std::size_t n,
                                          std::uint64_t value, std::uint64_t step,
-                                         vector_width width = best_vector_width()) noexcept {
-  std::size_t k = 0;
+                                         vector_width width = vector_width::automatic) noexcept {
+  const std::size_t prefix = n < min_vector_run ? n : min_vector_run;
+  std::size_t k = match_run_scalar<Swap>(src, prefix, value, step);
 #if IOPT_VECTOR_ENTRIES
-  if (n >= min_vector_run && width != vector_width::scalar) {
-    const std::size_t lanes = width == vector_width::avx512 ? 8 : 4;
-    const std::size_t head = (lanes - reinterpret_cast<std::uintptr_t>(src) / 8) & (lanes - 1);
-    k = match_run_scalar<Swap>(src, head, value, step);
-    if (k < head)
-      return k;
-    const std::size_t vectors = (n - k) / lanes;
-    const std::size_t matched =
-        width == vector_width::avx512
-            ? match_run_avx512<Swap>(src + k, vectors, value + k * step, step)
-            : match_run_avx2<Swap>(src + k, vectors, value + k * step, step);
-    k += matched;
-    if (matched < vectors * lanes)
-      return k;
+  if (k == min_vector_run && n > k) {
+    if (width == vector_width::automatic)
+      width = best_vector_width();
+    if (width != vector_width::scalar) {
+      const std::size_t lanes = width == vector_width::avx512 ? 8 : 4;
+      const std::size_t head =
+          (lanes - reinterpret_cast<std::uintptr_t>(src + k) / 8) & (lanes - 1);
+      const std::size_t aligned = k + head < n ? k + head : n;
+      k += match_run_scalar<Swap>(src + k, aligned - k, value + k * step, step);
+      if (k < aligned || k == n)
+        return k;
+      const std::size_t vectors = (n - k) / lanes;
+      const std::size_t matched =
+          width == vector_width::avx512
+              ? match_run_avx512<Swap>(src + k, vectors, value + k * step, step)
+              : match_run_avx2<Swap>(src + k, vectors, value + k * step, step);
+      k += matched;
+      if (matched < vectors * lanes)
+        return k;
+    }
   }
 #else
   (void)width;
 #endif
+  if (k < prefix)
+    return k;
   return k + match_run_scalar<Swap>(src + k, n - k, value + k * step, step);
 }
 

@@ -40,6 +40,7 @@
 #include <iopt/addr/align.hpp>
 #include <iopt/addr/range.hpp>
 #include <iopt/config.hpp>
+#include <iopt/format/byte_order.hpp>
 #include <iopt/format/permission.hpp>
 #include <iopt/format/traits.hpp>
 #include <iopt/status.hpp>
@@ -284,32 +285,40 @@ public:
   // before any is written: the call applies all of them or none.
   status put_list(ioba first, std::span<const std::uint64_t> tces,
                   allocation may = allocation::allowed) noexcept {
-    return put_list(first, tces, may,
-                    [](std::uint64_t, std::uint64_t) noexcept { return status::ok; });
+    return put_list(first, native_values{tces}, may, no_check);
   }
-  // The same with a check of the caller's own (for instance, that targets are
-  // guest RAM). The list is taken a run at a time: a present value followed
-  // by the values of the next pages, or one non-present value repeated (see
-  // run_length). check(tce, pages) vets the run that starts with tce as a
-  // whole, after the format has accepted each of its values; the first run it
-  // refuses decides the status.
-  template <class Check>
-  status put_list(ioba first, std::span<const std::uint64_t> tces, allocation may,
-                  Check&& check) noexcept {
+  // The same for values in a stated byte order (a guest's big-endian TCE
+  // list, read in place), with a check of the caller's own (for instance,
+  // that targets are guest RAM). check(tce, pages) vets the `pages` values
+  // from tce, after the format has accepted each of them: a long run (a
+  // present value followed by the values of the next pages, or a value that
+  // maps nothing repeated; see run_at) in one call, any other value on its
+  // own. The first value or run it refuses decides the status.
+  template <std::endian Order, class Check>
+  status put_list(ioba first, ordered_values<Order> tces, allocation may, Check&& check) noexcept {
+    constexpr bool swapped = ordered_values<Order>::swapped;
     std::uint64_t first_page = 0;
     if (const status s = check_range(first, tces.size(), first_page);
         IOPT_UNLIKELY(s != status::ok))
       return s;
+    const std::uint64_t* stored = tces.stored.data();
     for (std::size_t i = 0; i < tces.size();) {
-      const std::size_t n = run_length(tces.data() + i, tces.size() - i);
-      if (const status s = check_run(tces.data() + i, n, check); IOPT_UNLIKELY(s != status::ok))
-        return s;
-      i += n;
+      if (const std::size_t n = run_at<swapped>(stored + i, tces.size() - i); n != 0) {
+        if (const status s = check_run<swapped>(stored + i, n, check);
+            IOPT_UNLIKELY(s != status::ok))
+          return s;
+        i += n;
+      } else {
+        for (const std::size_t end = std::min(tces.size(), i + list_stride); i < end; ++i)
+          if (const status s = check_one(detail::swapped_if<swapped>(stored[i]), check);
+              IOPT_UNLIKELY(s != status::ok))
+            return s;
+      }
     }
     const std::uint64_t last_page = first_page + (tces.size() - 1);
     if (const status s = ensure_levels(first_page, last_page, may); s != status::ok)
       return s;
-    list_writer writer{{}, tces.data()};
+    list_writer<swapped> writer{{}, stored};
     walker::template walk<top>(top_, first_page, last_page, writer);
     return status::ok;
   }
@@ -473,18 +482,33 @@ private:
     return format::is_present(value) ? page_bytes : 0;
   }
 
-  // How many of the n values from list[0] (at least 1) form a run: each is
-  // the one before plus run_step, and no target passes the last page of the
-  // 64-bit space.
-  static std::size_t run_length(const std::uint64_t* list, std::size_t n) noexcept {
-    const std::uint64_t value = list[0];
+  // Lists are read list_stride values at a time. When the values from
+  // list[0] form a run (each the one before plus run_step, no target passing
+  // the last page of the 64-bit space) that reaches list[list_stride],
+  // run_at gives its length and the run is taken in bulk; otherwise it gives
+  // 0 and the next list_stride values are taken one by one. So any run of
+  // 2 * list_stride values or more goes in bulk from at most list_stride - 1
+  // values into it, and a list of unrelated pages costs one compare per
+  // list_stride values. Swapped: the list holds the values byte-reversed.
+  static constexpr std::size_t list_stride = 8;
+
+  template <bool Swapped>
+  IOPT_ALWAYS_INLINE static std::size_t run_at(const std::uint64_t* list, std::size_t n) noexcept {
+    if (n <= list_stride)
+      return 0;
+    const std::uint64_t value = detail::swapped_if<Swapped>(list[0]);
+    if (list[list_stride] != detail::swapped_if<Swapped>(value + list_stride * run_step(value)))
+      return 0;
+    return run_length<Swapped>(list, n, value); // at least 1, even if list[1] breaks the run
+  }
+  template <bool Swapped>
+  static std::size_t run_length(const std::uint64_t* list, std::size_t n,
+                                std::uint64_t value) noexcept {
     const std::uint64_t step = run_step(value);
     if (step != 0)
       n = static_cast<std::size_t>(std::min<std::uint64_t>(
           n, ((UINT64_MAX - format::target(value, page_shift)) >> page_shift) + 1));
-    if (n < 2 || list[1] != value + step)
-      return 1; // the common case for a list of unrelated pages: no vector set-up
-    return 2 + detail::match_run<false>(list + 2, n - 2, value + 2 * step, step);
+    return 1 + detail::match_run<Swapped>(list + 1, n - 1, value + step, step);
   }
 
   // The format's check of every value of a run, then the caller's check of
@@ -492,23 +516,29 @@ private:
   // without wrapping, so its first and last values stand for the rest unless
   // the run leaves the format's address bits part way, which is taken one
   // value at a time to find the first bad one.
-  template <class Check>
+  template <bool Swapped, class Check>
   static status check_run(const std::uint64_t* run, std::size_t n, Check& check) noexcept {
-    if (const status s = format::check(run[0], page_shift); IOPT_UNLIKELY(s != status::ok))
+    const std::uint64_t head = detail::swapped_if<Swapped>(run[0]);
+    if (const status s = format::check(head, page_shift); IOPT_UNLIKELY(s != status::ok))
       return s;
-    if (IOPT_UNLIKELY(format::check(run[n - 1], page_shift) != status::ok))
-      return check_each(run, check);
-    return check(run[0], std::uint64_t{n});
+    if (IOPT_UNLIKELY(format::check(detail::swapped_if<Swapped>(run[n - 1]), page_shift) !=
+                      status::ok))
+      return check_each<Swapped>(run, check);
+    return check(head, std::uint64_t{n});
   }
   template <class Check>
-  IOPT_COLD static status check_each(const std::uint64_t* run, Check& check) noexcept {
-    for (std::size_t k = 0;; ++k) { // the run's last value fails, so this returns
-      if (const status s = format::check(run[k], page_shift); s != status::ok)
-        return s;
-      if (const status s = check(run[k], std::uint64_t{1}); s != status::ok)
-        return s;
-    }
+  IOPT_ALWAYS_INLINE static status check_one(std::uint64_t value, Check& check) noexcept {
+    if (const status s = format::check(value, page_shift); IOPT_UNLIKELY(s != status::ok))
+      return s;
+    return check(value, std::uint64_t{1});
   }
+  template <bool Swapped, class Check>
+  IOPT_COLD static status check_each(const std::uint64_t* run, Check& check) noexcept {
+    for (std::size_t k = 0;; ++k) // the run's last value fails, so this returns
+      if (const status s = check_one(detail::swapped_if<Swapped>(run[k]), check); s != status::ok)
+        return s;
+  }
+  static constexpr auto no_check = [](std::uint64_t, std::uint64_t) noexcept { return status::ok; };
 
   // Stores value, value + step, ... into n entries from dst, in memory form.
   IOPT_ALWAYS_INLINE static void store_values(std::uint64_t* dst, std::size_t n,
@@ -693,20 +723,26 @@ private:
     }
   };
 
-  // Writes normalized values from a list that was checked beforehand, a run
-  // of contiguous values (see run_length) at a time.
+  // Writes normalized values from a list that was checked beforehand: long
+  // runs (see run_at) in bulk, other values one by one.
+  template <bool Swapped>
   struct list_writer : prepared_writer {
     const std::uint64_t* next; // the list holds exactly the walked entries
 
     IOPT_ALWAYS_INLINE bool leaf(std::uint64_t* block, std::size_t lo, std::size_t hi,
                                  std::uint64_t) noexcept {
       for (std::size_t i = lo; i <= hi;) {
-        const std::uint64_t value = *next;
-        const std::size_t n = run_length(next, hi - i + 1);
-        // normalize changes only permission bits, so a run stays a run.
-        store_values(block + i, n, format::normalize(value), run_step(value));
-        next += n;
-        i += n;
+        if (const std::size_t n = run_at<Swapped>(next, hi - i + 1); n != 0) {
+          // normalize changes only permission bits, so a run stays a run.
+          const std::uint64_t value = format::normalize(detail::swapped_if<Swapped>(*next));
+          store_values(block + i, n, value, run_step(value));
+          next += n;
+          i += n;
+        } else {
+          for (const std::size_t end = std::min(hi + 1, i + list_stride); i < end; ++i)
+            detail::store_entry(block[i], format::to_memory(format::normalize(
+                                              detail::swapped_if<Swapped>(*next++))));
+        }
       }
       return true;
     }
