@@ -149,7 +149,10 @@ void summary_reporter::finish(const std::string& dir, bool quick) const {
         memset_of("BM_clear_2g_window" + t));
     add("H_PUT_TCE, fast path", c, "BM_h_put_tce_fast" + t, "", "");
     add("H_PUT_TCE_INDIRECT, 512", c, "BM_h_put_tce_indirect_512" + t,
-        "BM_h_put_tce_512_singles" + t, "", "baseline: 512 x H_PUT_TCE");
+        "BM_h_put_tce_512_singles" + t, "", "contiguous pages; baseline: 512 x H_PUT_TCE");
+    add("H_PUT_TCE_INDIRECT, 512 scattered", c, "BM_h_put_tce_indirect_512_scattered" + t,
+        "BM_h_put_tce_512_singles_scattered" + t, "",
+        "no page follows the one before; same baseline");
     add("H_STUFF_TCE, clear 2^20", c, "BM_h_stuff_tce_clear_1m" + t, "",
         "BM_memset_entries/1048576");
   }
