@@ -13,6 +13,12 @@
 //                      condition and aborts. Define it to route invariant
 //                      failures to a hypervisor's own panic or log.
 //
+//   IOPT_SCALAR_ENTRIES  when defined, runs of table entries are written and
+//                      scanned one 8-byte atomic at a time even where aligned
+//                      AVX2/AVX-512 accesses are available (see
+//                      table/bulk_entries.hpp). ThreadSanitizer builds do so
+//                      by themselves.
+//
 // iopt builds with -fno-exceptions -fno-rtti; nothing here needs either.
 #pragma once
 
