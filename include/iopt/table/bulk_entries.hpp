@@ -21,13 +21,16 @@
 // On x86-64 built with GCC or Clang these move 8 entries per aligned 64-byte
 // AVX-512 access or 4 per aligned 32-byte AVX2 access, whichever the
 // processor has (checked once, at run time, so a build for generic x86-64
-// gets them too). No entry is ever torn: entries are 8-byte aligned and an
-// aligned vector access is carried out as aligned accesses of at least 8
-// bytes each, so a concurrent reader sees each entry either old or new, as
-// with the scalar atomics. What changes is only that the C++ memory model
-// does not describe mixed vector and atomic access; ThreadSanitizer checks
-// that model, so a TSan build uses the scalar atomics, as does any other
-// target, and so does a build that defines IOPT_SCALAR_ENTRIES.
+// gets them too). No entry is torn: entries are 8-byte aligned, the vendors
+// document aligned 16-byte vector accesses as atomic on processors with AVX,
+// and wider aligned accesses are carried out as such parts on every
+// implementation (a practice, not a documented promise), so a concurrent
+// reader sees each entry either old or new, as with the scalar atomics. The
+// C++ memory model does not describe mixed vector and atomic access, and
+// ThreadSanitizer checks that model, so a TSan build uses the scalar
+// atomics, as does any other target and a build that defines
+// IOPT_SCALAR_ENTRIES (for a hypervisor that wants only documented
+// guarantees).
 #pragma once
 
 #include <atomic>

@@ -481,6 +481,11 @@ private:
   static constexpr std::uint64_t run_step(std::uint64_t value) noexcept {
     return format::is_present(value) ? page_bytes : 0;
   }
+  // How many pages a run starting at value's target can hold before it would
+  // pass the last page of the 64-bit space (at least 1).
+  static constexpr std::uint64_t pages_to_top(std::uint64_t value) noexcept {
+    return ((UINT64_MAX - format::target(value, page_shift)) >> page_shift) + 1;
+  }
 
   // Lists are read list_stride values at a time. When the values from
   // list[0] form a run (each the one before plus run_step, no target passing
@@ -506,8 +511,7 @@ private:
                                 std::uint64_t value) noexcept {
     const std::uint64_t step = run_step(value);
     if (step != 0)
-      n = static_cast<std::size_t>(std::min<std::uint64_t>(
-          n, ((UINT64_MAX - format::target(value, page_shift)) >> page_shift) + 1));
+      n = static_cast<std::size_t>(std::min<std::uint64_t>(n, pages_to_top(value)));
     return 1 + detail::match_run<Swapped>(list + 1, n - 1, value + step, step);
   }
 
@@ -796,7 +800,7 @@ private:
     }
     static std::uint64_t successor(std::uint64_t value) noexcept {
       // A run cannot continue past the last page of the 64-bit space.
-      return format::target(value, page_shift) > UINT64_MAX - page_bytes ? 0 : value + page_bytes;
+      return pages_to_top(value) == 1 ? 0 : value + page_bytes;
     }
 
     IOPT_ALWAYS_INLINE bool leaf(std::uint64_t* block, std::size_t lo, std::size_t hi,
@@ -831,8 +835,7 @@ private:
                                           std::size_t hi) {
       if (expected == 0)
         return i;
-      const std::uint64_t room =
-          ((UINT64_MAX - format::target(expected, page_shift)) >> page_shift) + 1;
+      const std::uint64_t room = pages_to_top(expected);
       const auto n = static_cast<std::size_t>(std::min<std::uint64_t>(hi - i + 1, room));
       const std::size_t k = match_values(block + i, n, expected, page_bytes);
       run.pages += k;
