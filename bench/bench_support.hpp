@@ -2,6 +2,7 @@
 #pragma once
 
 #include <benchmark/benchmark.h>
+#include <iopt/configs.hpp>
 
 #include <cstddef>
 #include <cstdint>
@@ -38,3 +39,11 @@ inline void set_entry_counters(benchmark::State& state, std::size_t entries_per_
 }
 
 } // namespace iopt_bench
+
+// Registers the benchmark template bm for every named configuration, with
+// the same options (..., e.g. ->Arg(512)) for each.
+#define IOPT_BENCH_ALL_CONFIGS(bm, ...)                                                            \
+  BENCHMARK_TEMPLATE(bm, iopt::config_4k) __VA_ARGS__;                                             \
+  BENCHMARK_TEMPLATE(bm, iopt::config_64k) __VA_ARGS__;                                            \
+  BENCHMARK_TEMPLATE(bm, iopt::config_huge_window) __VA_ARGS__;                                    \
+  BENCHMARK_TEMPLATE(bm, iopt::config_16m) __VA_ARGS__

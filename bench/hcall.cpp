@@ -159,15 +159,9 @@ void BM_h_stuff_tce_clear_1m(benchmark::State& state) {
 
 } // namespace
 
-#define IOPT_HCALL_BENCH(bm, ...)                                                                  \
-  BENCHMARK_TEMPLATE(bm, iopt::config_4k) __VA_ARGS__;                                             \
-  BENCHMARK_TEMPLATE(bm, iopt::config_64k) __VA_ARGS__;                                            \
-  BENCHMARK_TEMPLATE(bm, iopt::config_huge_window) __VA_ARGS__;                                    \
-  BENCHMARK_TEMPLATE(bm, iopt::config_16m) __VA_ARGS__
-
-IOPT_HCALL_BENCH(BM_h_put_tce_fast);
-IOPT_HCALL_BENCH(BM_h_put_tce_indirect_512);
-IOPT_HCALL_BENCH(BM_h_put_tce_512_singles);
-IOPT_HCALL_BENCH(BM_h_put_tce_indirect_512_scattered);
-IOPT_HCALL_BENCH(BM_h_put_tce_512_singles_scattered);
-IOPT_HCALL_BENCH(BM_h_stuff_tce_clear_1m, ->Unit(benchmark::kMicrosecond));
+IOPT_BENCH_ALL_CONFIGS(BM_h_put_tce_fast);
+IOPT_BENCH_ALL_CONFIGS(BM_h_put_tce_indirect_512);
+IOPT_BENCH_ALL_CONFIGS(BM_h_put_tce_512_singles);
+IOPT_BENCH_ALL_CONFIGS(BM_h_put_tce_indirect_512_scattered);
+IOPT_BENCH_ALL_CONFIGS(BM_h_put_tce_512_singles_scattered);
+IOPT_BENCH_ALL_CONFIGS(BM_h_stuff_tce_clear_1m, ->Unit(benchmark::kMicrosecond));

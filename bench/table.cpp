@@ -186,12 +186,6 @@ void BM_iterate_1g_contiguous(benchmark::State& state) {
 
 } // namespace
 
-#define IOPT_BENCH_ALL_CONFIGS(bm, ...)                                                            \
-  BENCHMARK_TEMPLATE(bm, iopt::config_4k) __VA_ARGS__;                                             \
-  BENCHMARK_TEMPLATE(bm, iopt::config_64k) __VA_ARGS__;                                            \
-  BENCHMARK_TEMPLATE(bm, iopt::config_huge_window) __VA_ARGS__;                                    \
-  BENCHMARK_TEMPLATE(bm, iopt::config_16m) __VA_ARGS__
-
 IOPT_BENCH_ALL_CONFIGS(BM_map_one);
 IOPT_BENCH_ALL_CONFIGS(BM_translate_one);
 IOPT_BENCH_ALL_CONFIGS(BM_map_range, ->Arg(512)->Arg(65536));
