@@ -1,6 +1,7 @@
 // Lock-free readers against a writer that keeps registering and
 // unregistering: readers always get a correct region or a clean not_found,
-// and a region they hold cannot be unregistered under them.
+// and a region they hold cannot be unregistered under them. Two readers, so
+// that the last-hit slot both of them write is raced as well.
 #include <iopt/prereg/registry.hpp>
 
 #include <doctest/doctest.h>
@@ -55,8 +56,22 @@ TEST_CASE("readers and a churning writer") {
           wrong.fetch_add(1);
       }
     });
+    // A second reader that only looks up, jumping between regions, so that
+    // both readers keep replacing the last-hit slot while the writer shifts
+    // the index under them.
+    std::thread looker([&] {
+      std::uint64_t i = 0;
+      while (!stop.load() || i < 20000) {
+        const std::uint64_t slot = ((i++ * 7) % 32) * 2;
+        const auto got = registry.lookup(ua{slot * 16 * page + 7 * page}, page);
+        if (!got || got->first != ua{slot * 16 * page} || got->size != 8 * page ||
+            got->max_page_shift != 16)
+          wrong.fetch_add(1);
+      }
+    });
     writer.join();
     reader.join();
+    looker.join();
     CHECK(registry.region_count() == 32);
   }
   CHECK(wrong.load() == 0);

@@ -5,6 +5,10 @@
 
 #include <doctest/doctest.h>
 
+#include <algorithm>
+#include <bit>
+#include <map>
+#include <random>
 #include <vector>
 
 using namespace iopt;
@@ -182,4 +186,100 @@ TEST_CASE("many regions: lookups find each one, and only it") {
     REQUIRE(f.registry.unregister_region(ua{starts[i]}, (1 + i % 5) * page) == status::ok);
   for (std::uint64_t i = 0; i < 300; ++i)
     CHECK(f.registry.lookup(ua{starts[i]}, page).has_value() == (i % 2 == 1));
+}
+
+TEST_CASE("lookup agrees with a model of the regions through random churn") {
+  // Regions come and go in a space of 512 pages, so index slots keep being
+  // reused by other regions and every reader's last-hit slot goes stale.
+  // The first 256 pages are backed by 1 MiB pages, so the largest IOMMU page
+  // varies with where a region sits and how it is aligned.
+  fixture f;
+  constexpr std::uint64_t space = 512;
+  constexpr std::uint64_t base = 0x7000'0000; // 1 MiB aligned
+  constexpr unsigned huge_shift = 20;
+  f.backend.back_with_huge_pages(ua{base}, 256 * page, huge_shift);
+  std::map<std::uint64_t, std::uint64_t> model; // first page -> pages
+  std::mt19937_64 rng(5);
+  auto below = [&](std::uint64_t n) { return rng() % n; };
+  auto containing = [&](std::uint64_t p) {
+    auto it = model.upper_bound(p);
+    if (it == model.begin())
+      return model.end();
+    --it;
+    return p < it->first + it->second ? it : model.end();
+  };
+  auto expected_shift = [&](std::uint64_t first, std::uint64_t pages) {
+    const std::uint64_t a = base + first * page, bytes = pages * page;
+    const bool huge = first + pages <= 256;
+    const auto natural = static_cast<unsigned>(std::countr_zero(a | bytes));
+    return std::min(natural, huge ? huge_shift : 16u);
+  };
+  std::uint64_t found = 0;
+  for (int step = 0; step < 40000; ++step) {
+    const std::uint64_t p = below(space), n = 1 + below(24);
+    switch (below(8)) {
+    case 0: { // register, inside the space
+      const std::uint64_t pages = std::min(n, space - p);
+      bool overlaps = false;
+      for (const auto& [first, size] : model)
+        overlaps = overlaps || (p < first + size && first < p + pages);
+      REQUIRE(f.registry.register_region(ua{base + p * page}, pages * page) ==
+              (overlaps ? status::exists : status::ok));
+      if (!overlaps)
+        model[p] = pages;
+      break;
+    }
+    case 1: { // unregister, mostly an existing one
+      auto it = model.lower_bound(p);
+      if (it != model.end() && below(4) != 0) {
+        REQUIRE(f.registry.unregister_region(ua{base + it->first * page}, it->second * page) ==
+                status::ok);
+        model.erase(it);
+      } else {
+        const bool exact = it != model.end() && it->first == p && it->second == n;
+        CHECK(f.registry.unregister_region(ua{base + p * page}, n * page) ==
+              (exact ? status::ok : status::not_found));
+        if (exact)
+          model.erase(it);
+      }
+      break;
+    }
+    default: { // look up a range: often the same region again, sometimes an edge
+      std::uint64_t first = p, pages = 1 + below(4);
+      if (!model.empty() && below(2) == 0) {
+        auto it = model.lower_bound(p);
+        if (it == model.end())
+          it = model.begin();
+        first = it->first + below(it->second + 1); // may be one past the end
+        pages = 1 + below(it->second);
+      }
+      const auto got = f.registry.lookup(ua{base + first * page}, pages * page);
+      const auto it = containing(first);
+      if (it != model.end() && first + pages <= it->first + it->second) {
+        REQUIRE(got);
+        CHECK(got->first == ua{base + it->first * page});
+        CHECK(got->size == it->second * page);
+        CHECK(got->max_page_shift == expected_shift(it->first, it->second));
+        ++found;
+      } else {
+        REQUIRE(got.error() == status::not_found);
+      }
+      // A byte short of a page, or one past, finds the same as the model.
+      if (it != model.end()) {
+        const std::uint64_t end = base + (it->first + it->second) * page;
+        CHECK(f.registry.lookup(ua{end - 1}, 1));
+        CHECK(f.registry.lookup(ua{end - 1}, 2).error() == status::not_found);
+      }
+    }
+    }
+    REQUIRE(f.registry.region_count() == model.size());
+  }
+  CHECK(found > 5000);
+  // Empty and wrapping ranges are never held.
+  if (!model.empty()) {
+    const std::uint64_t a = base + model.begin()->first * page;
+    CHECK(f.registry.lookup(ua{a}, 0).error() == status::not_found);
+    CHECK(f.registry.lookup(ua{a}, ~std::uint64_t{0}).error() == status::not_found);
+    CHECK(f.registry.lookup(ua{a + page}, ~std::uint64_t{0} - page).error() == status::not_found);
+  }
 }

@@ -19,7 +19,10 @@
 // acquire and translate take no lock: the index of regions is a sorted array
 // read under a sequence counter (a reader retries if a writer ran meanwhile).
 // Reads the sequence counter validates are atomic, so this is free of data
-// races in the C++ memory model, not only in practice.
+// races in the C++ memory model, not only in practice. Each index entry
+// carries the region's whole description, so lookup reads one entry and
+// never the region record; readers remember the slot of their last hit and
+// try it before searching.
 // Region records are never handed back to the heap while the registry lives,
 // only reused, so a reader holding a stale record never reads freed memory;
 // replaced index arrays are kept until the registry dies (they at most
@@ -188,7 +191,7 @@ public:
     index = index_.load(std::memory_order_relaxed);
     for (std::size_t i = n; i > at; --i)
       store(index[i], load(index[i - 1]));
-    store(index[at], entry{first.value(), last, record});
+    store(index[at], entry{first.value(), last, record, record->max_page_shift()});
     count_.store(n + 1, std::memory_order_release);
     end_write();
     return status::ok;
@@ -215,8 +218,6 @@ public:
 
     give_back(first, size);
     put_record(record);
-    if (last_hit_.load(std::memory_order_relaxed) == record)
-      last_hit_.store(nullptr, std::memory_order_relaxed);
     return status::ok;
   }
 
@@ -226,15 +227,16 @@ public:
   [[nodiscard]] result<region_info> lookup(ua first, std::uint64_t size) const noexcept {
     for (;;) {
       const std::uint64_t seq = begin_read();
-      const prereg_region* r = find(first, size);
-      region_info info;
-      if (r != nullptr)
-        info = region_info{r->first(), r->size(), r->max_page_shift()};
-      if (!end_read(seq))
-        continue;
-      if (r == nullptr)
+      const auto [index, n] = current_index();
+      std::uint64_t base = 0, last = 0;
+      const std::size_t at = find(index, n, first.value(), size, base, last);
+      if (at < n) {
+        const unsigned shift = read(index[at].shift);
+        if (end_read(seq))
+          return region_info{ua{base}, last - base + 1, shift};
+      } else if (end_read(seq)) {
         return status::not_found;
-      return info;
+      }
     }
   }
 
@@ -299,10 +301,14 @@ public:
   [[nodiscard]] Accounting& accounting() noexcept { return *accounting_; }
 
 private:
+  // One region in the index: its bytes [first, last], its record, and the
+  // largest IOMMU page it backs (a copy of the record's, which never changes
+  // while the region is registered).
   struct entry {
     std::uint64_t first;
     std::uint64_t last;
     prereg_region* region;
+    unsigned shift;
   };
   struct retired_array {
     entry* array;
@@ -315,16 +321,19 @@ private:
   // making the counter odd, so a reader whose acquire load sees a new value
   // also sees the odd (or a later) counter in its closing check. Both are
   // plain moves on x86, and ThreadSanitizer understands them.
+  template <class T>
+  static T read(const T& field) noexcept {
+    return std::atomic_ref<T>(const_cast<T&>(field)) // NOLINT: atomic_ref needs a mutable object
+        .load(std::memory_order_acquire);
+  }
   static entry load(const entry& e) noexcept {
-    auto& m = const_cast<entry&>(e); // NOLINT: atomic_ref needs a mutable object
-    return entry{std::atomic_ref<std::uint64_t>(m.first).load(std::memory_order_acquire),
-                 std::atomic_ref<std::uint64_t>(m.last).load(std::memory_order_acquire),
-                 std::atomic_ref<prereg_region*>(m.region).load(std::memory_order_acquire)};
+    return entry{read(e.first), read(e.last), read(e.region), read(e.shift)};
   }
   static void store(entry& e, const entry& v) noexcept {
     std::atomic_ref<std::uint64_t>(e.first).store(v.first, std::memory_order_release);
     std::atomic_ref<std::uint64_t>(e.last).store(v.last, std::memory_order_release);
     std::atomic_ref<prereg_region*>(e.region).store(v.region, std::memory_order_release);
+    std::atomic_ref<unsigned>(e.shift).store(v.shift, std::memory_order_release);
   }
 
   // Sequence counter: odd while a writer changes the index.
@@ -346,7 +355,10 @@ private:
                                                            std::uint64_t size) const noexcept {
     for (;;) {
       const std::uint64_t seq = begin_read();
-      prereg_region* r = find(first, size);
+      const auto [index, n] = current_index();
+      std::uint64_t base = 0, last = 0;
+      const std::size_t at = find(index, n, first.value(), size, base, last);
+      prereg_region* r = at < n ? read(index[at].region) : nullptr;
       if (end_read(seq))
         return {r, seq};
     }
@@ -357,7 +369,7 @@ private:
     std::size_t lo = 0, hi = n;
     while (lo < hi) {
       const std::size_t mid = lo + (hi - lo) / 2;
-      if (load(index[mid]).first < value)
+      if (read(index[mid].first) < value)
         lo = mid + 1;
       else
         hi = mid;
@@ -365,26 +377,47 @@ private:
     return lo;
   }
 
-  // Inside a read section: the region containing the range, or nullptr.
-  prereg_region* find(ua first, std::uint64_t size) const noexcept {
-    if (size == 0)
-      return nullptr;
-    prereg_region* hit = last_hit_.load(std::memory_order_acquire);
-    if (hit != nullptr && hit->users_.load(std::memory_order_acquire) != 0 &&
-        hit->contains(first, size))
-      return hit;
+  // Inside a read section: the index array and how many of its slots hold
+  // regions. count_ is read before index_: an array is published before the
+  // count that needs it, and arrays only grow, so every slot below n is
+  // allocated even when a writer interleaves (the sequence check then fails).
+  std::pair<const entry*, std::size_t> current_index() const noexcept {
     const std::size_t n = count_.load(std::memory_order_acquire);
-    const entry* index = index_.load(std::memory_order_acquire);
+    return {index_.load(std::memory_order_acquire), n};
+  }
+
+  // Inside a read section: the slot of the region that contains the `size`
+  // bytes from `first`, or n if none. That region's first and last byte, as
+  // read, go to `base` and `last` so that callers need not load them again.
+  // (Out-parameters, not a returned struct: GCC copies such a struct through
+  // the stack with a wider load than its stores, which cannot be forwarded.)
+  std::size_t find(const entry* index, std::size_t n, std::uint64_t first, std::uint64_t size,
+                   std::uint64_t& base, std::uint64_t& last) const noexcept {
+    // The slot of the last hit, a hint any reader may have left: checked
+    // against what the slot holds now.
+    if (const std::size_t hint = last_hit_.load(std::memory_order_relaxed); hint < n) [[likely]] {
+      base = read(index[hint].first);
+      last = read(index[hint].last);
+      if (covers(base, last, first, size)) [[likely]]
+        return hint;
+    }
     // The last region starting at or before `first`.
-    const std::size_t after = upper_bound(index, n, first.value());
+    const std::size_t after = upper_bound(index, n, first);
     if (after == 0)
-      return nullptr;
-    const entry e = load(index[after - 1]);
-    const std::uint64_t last_wanted = first.value() + (size - 1);
-    if (last_wanted < first.value() || last_wanted > e.last)
-      return nullptr;
-    last_hit_.store(e.region, std::memory_order_relaxed);
-    return e.region;
+      return n;
+    base = read(index[after - 1].first);
+    last = read(index[after - 1].last);
+    if (!covers(base, last, first, size))
+      return n;
+    last_hit_.store(after - 1, std::memory_order_relaxed);
+    return after - 1;
+  }
+  // Whether bytes [base, last] hold the `size` bytes from `first`. No sum is
+  // formed, so a range that would wrap past 2^64 is simply not held; nor is
+  // an empty one (size - 1 wraps to 2^64 - 1, which no region spans).
+  static bool covers(std::uint64_t base, std::uint64_t last, std::uint64_t first,
+                     std::uint64_t size) noexcept {
+    return base <= first && first <= last && size - 1 <= last - first;
   }
   // Number of regions starting at or before `value`. Branch-free (the
   // comparison picks the half with a conditional move), and reads only the
@@ -395,14 +428,10 @@ private:
     const entry* base = index;
     while (n > 1) {
       const std::size_t half = n / 2;
-      base = first_of(base[half]) <= value ? base + half : base;
+      base = read(base[half].first) <= value ? base + half : base;
       n -= half;
     }
-    return static_cast<std::size_t>(base - index) + (first_of(*base) <= value ? 1 : 0);
-  }
-  static std::uint64_t first_of(const entry& e) noexcept {
-    return std::atomic_ref<std::uint64_t>(const_cast<entry&>(e).first)
-        .load(std::memory_order_acquire); // NOLINT
+    return static_cast<std::size_t>(base - index) + (read(base->first) <= value ? 1 : 0);
   }
 
   // ---- memory (writer side, under the mutex) ---------------------------------
@@ -467,7 +496,10 @@ private:
   std::atomic<std::uint64_t> seq_{0};
   std::atomic<entry*> index_{nullptr};
   std::atomic<std::size_t> count_{0};
-  mutable std::atomic<prereg_region*> last_hit_{nullptr};
+  // Written by readers that miss it, so it has a cache line of its own: a
+  // miss on one core must not evict what every reader loads (the counter,
+  // the count and the array) from the others.
+  alignas(64) mutable std::atomic<std::size_t> last_hit_{0};
   std::size_t capacity_ = 0;
   prereg_region* free_records_ = nullptr;
   retired_array* retired_ = nullptr;
