@@ -225,11 +225,14 @@ public:
 
   // The region that contains all of [first, first + size), if any.
   [[nodiscard]] result<region_info> lookup(ua first, std::uint64_t size) const noexcept {
+    const auto range = ua_range::make(first, size);
+    if (!range || range->empty())
+      return status::not_found; // no region holds an empty or wrapping range
     for (;;) {
       const std::uint64_t seq = begin_read();
       const auto [index, n] = current_index();
       std::uint64_t base = 0, last = 0;
-      const std::size_t at = find(index, n, first.value(), size, base, last);
+      const std::size_t at = find(index, n, *range, base, last);
       if (at < n) {
         const unsigned shift = read(index[at].shift);
         if (end_read(seq))
@@ -353,11 +356,14 @@ private:
   // sequence number of that read.
   std::pair<prereg_region*, std::uint64_t> find_consistent(ua first,
                                                            std::uint64_t size) const noexcept {
+    const auto range = ua_range::make(first, size);
+    if (!range || range->empty())
+      return {nullptr, 0}; // no region holds an empty or wrapping range
     for (;;) {
       const std::uint64_t seq = begin_read();
       const auto [index, n] = current_index();
       std::uint64_t base = 0, last = 0;
-      const std::size_t at = find(index, n, first.value(), size, base, last);
+      const std::size_t at = find(index, n, *range, base, last);
       prereg_region* r = at < n ? read(index[at].region) : nullptr;
       if (end_read(seq))
         return {r, seq};
@@ -386,19 +392,21 @@ private:
     return {index_.load(std::memory_order_acquire), n};
   }
 
-  // Inside a read section: the slot of the region that contains the `size`
-  // bytes from `first`, or n if none. That region's first and last byte, as
-  // read, go to `base` and `last` so that callers need not load them again.
+  // Inside a read section: the slot of the region that contains the
+  // non-empty range `wanted`, or n if none. That region's first and last
+  // byte, as read, go to `base` and `last` so that callers need not load
+  // them again.
   // (Out-parameters, not a returned struct: GCC copies such a struct through
   // the stack with a wider load than its stores, which cannot be forwarded.)
-  std::size_t find(const entry* index, std::size_t n, std::uint64_t first, std::uint64_t size,
-                   std::uint64_t& base, std::uint64_t& last) const noexcept {
+  std::size_t find(const entry* index, std::size_t n, const ua_range& wanted, std::uint64_t& base,
+                   std::uint64_t& last) const noexcept {
+    const std::uint64_t first = wanted.first().value(), last_wanted = wanted.last().value();
     // The slot of the last hit, a hint any reader may have left: checked
     // against what the slot holds now.
     if (const std::size_t hint = last_hit_.load(std::memory_order_relaxed); hint < n) [[likely]] {
       base = read(index[hint].first);
       last = read(index[hint].last);
-      if (covers(base, last, first, size)) [[likely]]
+      if (covers(base, last, first, last_wanted)) [[likely]]
         return hint;
     }
     // The last region starting at or before `first`.
@@ -407,17 +415,15 @@ private:
       return n;
     base = read(index[after - 1].first);
     last = read(index[after - 1].last);
-    if (!covers(base, last, first, size))
+    if (!covers(base, last, first, last_wanted))
       return n;
     last_hit_.store(after - 1, std::memory_order_relaxed);
     return after - 1;
   }
-  // Whether bytes [base, last] hold the `size` bytes from `first`. No sum is
-  // formed, so a range that would wrap past 2^64 is simply not held; nor is
-  // an empty one (size - 1 wraps to 2^64 - 1, which no region spans).
+  // Whether bytes [base, last] hold bytes [first, last_wanted].
   static bool covers(std::uint64_t base, std::uint64_t last, std::uint64_t first,
-                     std::uint64_t size) noexcept {
-    return base <= first && first <= last && size - 1 <= last - first;
+                     std::uint64_t last_wanted) noexcept {
+    return base <= first && last_wanted <= last;
   }
   // Number of regions starting at or before `value`. Branch-free (the
   // comparison picks the half with a conditional move), and reads only the
