@@ -264,7 +264,7 @@ TEST_CASE("lookup agrees with a model of the regions through random churn") {
       } else {
         REQUIRE(got.error() == status::not_found);
       }
-      // A byte short of a page, or one past, finds the same as the model.
+      // The region's last byte is held; a range one byte longer is not.
       if (it != model.end()) {
         const std::uint64_t end = base + (it->first + it->second) * page;
         CHECK(f.registry.lookup(ua{end - 1}, 1));
