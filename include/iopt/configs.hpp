@@ -57,6 +57,15 @@ struct config_16m {
   static constexpr bool hardware_index_limit = true;
 };
 
+// 16 MiB pages in one flat level, up to 16 TiB: the table DPDK asks for first
+// (levels = 1) for hugepage-backed memory, before it retries with more.
+struct config_16m_flat {
+  using format = hardware_tce;
+  using page_size = page_16m;
+  static constexpr std::array<unsigned, 1> level_bits{20};
+  static constexpr bool hardware_index_limit = true;
+};
+
 // Where the 64-bit DMA window of a partitionable endpoint starts.
 inline constexpr std::uint64_t huge_window_bus_offset = std::uint64_t{1} << 59;
 

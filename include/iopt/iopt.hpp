@@ -30,6 +30,7 @@
 
 #include <iopt/prereg/accounting.hpp>
 #include <iopt/prereg/backend.hpp>
+#include <iopt/prereg/page_counts.hpp>
 #include <iopt/prereg/pinning.hpp>
 #include <iopt/prereg/posix_backend.hpp>
 #include <iopt/prereg/registry.hpp>
@@ -37,6 +38,7 @@
 #include <iopt/window/charging_allocator.hpp>
 #include <iopt/window/container.hpp>
 #include <iopt/window/dma_window.hpp>
+#include <iopt/window/vfio_errno.hpp>
 
 #include <iopt/hcall/change_sink.hpp>
 #include <iopt/hcall/guest_memory.hpp>

@@ -29,7 +29,8 @@ enum class status : std::uint8_t {
   no_memory,         // an allocation or a locked-memory charge failed
   busy,              // the object is in use (e.g. a region that TCEs still map)
   not_found,         // no such region, window or entry
-  exists,            // overlaps something that already exists
+  exists,            // the same thing already exists (a region, a mapping)
+  overlaps,          // part of the range is already taken by something else
   too_hard,          // the fast path cannot finish; retry on the slow path
   not_permitted,     // the caller lacks a privilege or the memory is not usable
   unsupported,       // a valid request this configuration does not support
@@ -52,6 +53,7 @@ constexpr std::string_view to_string(status s) noexcept {
   case status::busy: return "busy";
   case status::not_found: return "not found";
   case status::exists: return "already exists";
+  case status::overlaps: return "overlaps something that exists";
   case status::too_hard: return "too hard for the fast path";
   case status::not_permitted: return "not permitted";
   case status::unsupported: return "unsupported";
@@ -85,6 +87,7 @@ constexpr hcall_return to_hcall(status s) noexcept {
   case status::bad_permission:
   case status::not_found:
   case status::exists:
+  case status::overlaps:
   case status::not_permitted:
   case status::fault:
   case status::unsupported: return hcall_return::H_PARAMETER;
@@ -95,13 +98,16 @@ constexpr hcall_return to_hcall(status s) noexcept {
   return hcall_return::H_HARDWARE;
 }
 
-// The positive errno a VFIO-style ioctl would return (negated by the caller).
+// A positive errno for a status, one per status (negated by the caller). The
+// sPAPR VFIO ioctls answer the same status differently per ioctl: for what the
+// Linux driver returns, use vfio_errno (window/vfio_errno.hpp).
 constexpr int to_errno(status s) noexcept {
   switch (s) {
   case status::ok: return 0;
   case status::invalid_parameter:
   case status::not_aligned:
   case status::out_of_window:
+  case status::overlaps:
   case status::bad_permission: return EINVAL;
   case status::wraps: return EOVERFLOW;
   case status::no_memory: return ENOMEM;

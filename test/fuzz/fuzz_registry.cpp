@@ -44,14 +44,16 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     switch (op % 4) {
     case 0: {
       const status s = registry.register_region(ua{p * page}, n * page);
-      bool overlaps = false;
-      for (const auto& [first, r] : model)
+      bool overlaps = false, same = false;
+      for (const auto& [first, r] : model) {
         overlaps = overlaps || (p < first + r.size && first < p + n);
+        same = same || (p == first && n == r.size);
+      }
       std::uint64_t charged = 0;
       for (const auto& [first, r] : model)
         charged += r.size;
       if (overlaps)
-        IOPT_FUZZ_CHECK(s == status::exists);
+        IOPT_FUZZ_CHECK(s == (same ? status::exists : status::overlaps));
       else if ((charged + n) * page > accounting.limit())
         IOPT_FUZZ_CHECK(s == status::no_memory);
       if (s == status::ok)

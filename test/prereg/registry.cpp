@@ -61,10 +61,10 @@ TEST_CASE("bad registrations change nothing") {
   CHECK(f.registry.register_region(ua{0x800000}, 0) == status::invalid_parameter);
   CHECK(f.registry.register_region(ua{0 - 2 * page}, 4 * page) == status::wraps);
   CHECK(f.registry.register_region(ua{0x400000}, 8 * page) == status::exists); // the same
-  CHECK(f.registry.register_region(ua{0x400000 + 7 * page}, 2 * page) == status::exists); // tail
-  CHECK(f.registry.register_region(ua{0x400000 - page}, 2 * page) == status::exists);     // head
-  CHECK(f.registry.register_region(ua{0x300000}, 64 * page) == status::exists);           // around
-  CHECK(f.registry.register_region(ua{0x400000 + page}, page) == status::exists);         // inside
+  CHECK(f.registry.register_region(ua{0x400000 + 7 * page}, 2 * page) == status::overlaps); // tail
+  CHECK(f.registry.register_region(ua{0x400000 - page}, 2 * page) == status::overlaps);     // head
+  CHECK(f.registry.register_region(ua{0x300000}, 64 * page) == status::overlaps);   // around
+  CHECK(f.registry.register_region(ua{0x400000 + page}, page) == status::overlaps); // inside
   // A limit that the next registration would pass.
   counted_accounting tight(8 * page);
   simulated_backend backend;
@@ -220,11 +220,15 @@ TEST_CASE("lookup agrees with a model of the regions through random churn") {
     switch (below(8)) {
     case 0: { // register, inside the space
       const std::uint64_t pages = std::min(n, space - p);
-      bool overlaps = false;
-      for (const auto& [first, size] : model)
+      bool overlaps = false, same = false;
+      for (const auto& [first, size] : model) {
         overlaps = overlaps || (p < first + size && first < p + pages);
+        same = same || (p == first && pages == size);
+      }
       REQUIRE(f.registry.register_region(ua{base + p * page}, pages * page) ==
-              (overlaps ? status::exists : status::ok));
+              (same       ? status::exists
+               : overlaps ? status::overlaps
+                          : status::ok));
       if (!overlaps)
         model[p] = pages;
       break;

@@ -56,6 +56,11 @@ struct test_window<iopt::config_16m> {
   static constexpr std::uint64_t bytes = std::uint64_t{1} << 50; // top level of 4 entries
 };
 template <>
+struct test_window<iopt::config_16m_flat> {
+  static constexpr std::uint64_t offset = 0;
+  static constexpr std::uint64_t bytes = std::uint64_t{1} << 38; // 256 GiB: 16384 entries, flat
+};
+template <>
 struct test_window<config_guest_4k> {
   static constexpr std::uint64_t offset = std::uint64_t{1} << 32;
   static constexpr std::uint64_t bytes = std::uint64_t{1} << 31; // top of 256 entries
@@ -165,4 +170,4 @@ private:
 // Every conformance suite runs for these.
 #define IOPT_TEST_CONFIGS                                                                          \
   iopt::config_4k, iopt::config_64k, iopt::config_huge_window, iopt::config_16m,                   \
-      iopt_test::config_guest_4k, iopt_test::config_small_blocks
+      iopt::config_16m_flat, iopt_test::config_guest_4k, iopt_test::config_small_blocks

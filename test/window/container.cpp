@@ -189,8 +189,8 @@ TEST_CASE("map_dma and unmap_dma: every status, and nothing changed on failure")
 
 TEST_CASE("v2: what a user-space driver does on sPAPR, with counters back at zero") {
   v2_fixture f;
-  CHECK(f.container.enable() == status::not_permitted);
-  CHECK(f.container.disable() == status::not_permitted);
+  CHECK(f.container.enable() == status::unsupported); // v1 only (ENOTTY)
+  CHECK(f.container.disable() == status::unsupported);
   // Guest memory backed by 16 MiB hugepages.
   const ua memory{0x40'0000'0000};
   const std::uint64_t bytes = 256 * mib;
@@ -209,7 +209,15 @@ TEST_CASE("v2: what a user-space driver does on sPAPR, with counters back at zer
   CHECK(f.container.unregister_memory(memory, bytes) == status::busy);
   CHECK(*f.container.unmap_dma(*start, bytes) == bytes);
   REQUIRE(f.container.unregister_memory(memory, bytes) == status::ok);
+  const std::uint64_t before_removal = f.tables.charged();
   REQUIRE(f.container.remove_window(*start) == status::ok);
+  // The last window went, and it was not the default: the default comes back,
+  // as QEMU's ibm,remove-pe-dma-window gives it.
+  CHECK(f.container.window_count() == 1);
+  CHECK(f.container.translate(ioba{gib - 4096}).error() == status::not_found);
+  CHECK(f.tables.charged() != before_removal);
+  REQUIRE(f.container.remove_window(ioba{0}) == status::ok); // the default goes for good
+  CHECK(f.container.window_count() == 0);
   CHECK(f.now() == v2_fixture::counters{0, 0, 0, 0});
 }
 
@@ -239,7 +247,7 @@ TEST_CASE("v1: enable, each map pins and charges per page, counters back at zero
   v1_strategy strategy{backend, pins};
   {
     container_type<v1_strategy> container{strategy, tables};
-    CHECK(container.register_memory(ua{0x1000'0000}, host_page) == status::not_permitted);
+    CHECK(container.register_memory(ua{0x1000'0000}, host_page) == status::unsupported);
     CHECK(container.map_dma(ioba{0}, ua{0x1000'0000}, host_page, permission::read) ==
           status::not_permitted);
     REQUIRE(container.enable() == status::ok);
@@ -254,7 +262,14 @@ TEST_CASE("v1: enable, each map pins and charges per page, counters back at zero
                             permission::read) == status::no_memory);
     CHECK(backend.pinned_pages() == 8);
     CHECK(pins.charged() == 8 * host_page);
-    CHECK(container.disable() == status::busy);
+    REQUIRE(container.enable() == status::busy); // already enabled
+    // Disable keeps the mappings; unmapping waits for the next enable.
+    CHECK(container.disable() == status::ok);
+    CHECK(container.unmap_dma(huge, 8 * host_page).error() == status::not_permitted);
+    CHECK(container.map_dma(huge, ua{0x1000'0000}, host_page, permission::read) ==
+          status::not_permitted);
+    CHECK(backend.pinned_pages() == 8);
+    REQUIRE(container.enable() == status::ok);
     CHECK(*container.unmap_dma(huge, 8 * host_page) == 8 * host_page);
     CHECK(backend.pinned_pages() == 0);
     CHECK(container.disable() == status::ok);

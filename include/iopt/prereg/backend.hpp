@@ -7,25 +7,34 @@
 // A backend B provides:
 //   unsigned b.host_page_shift() const noexcept        the system page size
 //   status b.pin(ua first, std::uint64_t bytes) noexcept
-//                       ok, or a failure with nothing left pinned
-//   void b.unpin(ua first, std::uint64_t bytes) noexcept
-//   result<hpa> b.translate(ua page) noexcept           the host physical
-//                       address of one pinned host page
+//                       pins the host pages of a host-page-aligned range: ok,
+//                       or a failure with nothing changed. Pins nest, as the
+//                       kernel's page references do: a page stays pinned
+//                       until every pin of it is undone.
+//   void b.unpin(ua first, std::uint64_t bytes) noexcept  undoes one pin
+//   result<hpa> b.translate(ua at) noexcept    the host physical address of
+//                       the byte at `at`, inside a pinned host page: that
+//                       page's frame plus the offset of `at` in it (so an
+//                       IOMMU page smaller than the host page keeps its place)
 //   unsigned b.backing_page_shift(ua first, std::uint64_t bytes) noexcept
-//                       the smallest page that backs the range (larger than
-//                       the system page for hugepage-backed memory)
+//                       the smallest page that backs the range as one
+//                       physically contiguous unit: the system page, or a
+//                       larger page for hugetlbfs-backed memory
 //
 // simulated_backend (here) is deterministic and needs no privileges: for
 // tests and benchmarks. posix_backend (prereg/posix_backend.hpp) pins real
 // memory with mlock and translates through /proc/self/pagemap.
 #pragma once
 
+#include <algorithm>
 #include <concepts>
 #include <cstdint>
+#include <iterator>
 #include <map>
 
 #include <iopt/addr/address.hpp>
 #include <iopt/addr/align.hpp>
+#include <iopt/prereg/page_counts.hpp>
 #include <iopt/status.hpp>
 #include <iopt/table/fault_injecting_allocator.hpp>
 
@@ -45,14 +54,26 @@ concept pinning_backend = requires(B& b, const B& cb, ua addr, std::uint64_t byt
   noexcept->std::same_as<unsigned>;
 };
 
-// Fake physical memory: a user address maps to itself with bits above 1 GiB
-// scrambled, so translations are stable, distinct and page aligned, and
-// memory contiguous within a GiB (as a hugepage is) stays contiguous. Counts pins per
-// page, can back chosen ranges with larger pages, and can fail the n-th pin.
+// How a simulated_backend lays out its frames.
+enum class frame_layout : std::uint8_t {
+  // A user address maps to itself with bits above 1 GiB scrambled: memory
+  // contiguous within a GiB stays physically contiguous (long runs).
+  contiguous,
+  // Every host page (or huge page, where memory is backed by them) gets a
+  // frame of its own, far from its neighbours' frames: no two pages are
+  // contiguous unless one huge page holds both. What a fragmented host
+  // gives, and the layout that catches code which assumes contiguity.
+  scattered,
+};
+
+// Fake physical memory, deterministic and privilege-free. Counts pins per
+// host page (they nest), can back chosen ranges with larger pages, and can
+// fail the n-th pin.
 class simulated_backend {
 public:
-  explicit simulated_backend(unsigned host_page_shift = 16) noexcept
-      : page_shift_(host_page_shift) {}
+  explicit simulated_backend(unsigned host_page_shift = 16,
+                             frame_layout layout = frame_layout::contiguous) noexcept
+      : page_shift_(host_page_shift), layout_(layout) {}
 
   unsigned host_page_shift() const noexcept { return page_shift_; }
 
@@ -62,38 +83,60 @@ public:
       return status::no_memory;
     if (plan_ != nullptr && plan_->next_point_fails())
       return status::no_memory;
+    if (!pins_.reserve(static_cast<std::size_t>(bytes >> page_shift_)))
+      return status::no_memory;
     for (std::uint64_t off = 0; off < bytes; off += page_bytes())
-      ++pins_[(first.value() + off) >> page_shift_];
-    pinned_pages_ += bytes >> page_shift_;
+      pins_.raise((first.value() + off) >> page_shift_);
     return status::ok;
   }
   void unpin(ua first, std::uint64_t bytes) noexcept {
-    for (std::uint64_t off = 0; off < bytes; off += page_bytes()) {
-      const auto it = pins_.find((first.value() + off) >> page_shift_);
-      IOPT_ASSERT(it != pins_.end());
-      if (--it->second == 0)
-        pins_.erase(it);
-    }
-    pinned_pages_ -= bytes >> page_shift_;
+    for (std::uint64_t off = 0; off < bytes; off += page_bytes())
+      pins_.lower((first.value() + off) >> page_shift_);
   }
-  result<hpa> translate(ua page) noexcept {
-    return hpa{(align_down(page.value(), page_shift_) ^ scramble) & address_mask};
+  result<hpa> translate(ua at) noexcept {
+    const unsigned shift = backing_page_shift(at, 1);
+    if (layout_ == frame_layout::contiguous || shift >= zone_shift)
+      return hpa{(at.value() ^ scramble) & address_mask};
+    const std::uint64_t unit = at.value() >> shift;
+    const std::uint64_t frames_in_zone = (std::uint64_t{1} << (zone_shift - shift)) - 1;
+    // An odd multiplier permutes the frame numbers of one zone; each page
+    // size has its own zone, so frames of different sizes never collide.
+    const std::uint64_t frame = (unit * 0x9e3779b97f4a7c15ULL) & frames_in_zone;
+    return hpa{(std::uint64_t{shift} << zone_shift) | (frame << shift) |
+               (at.value() & ((std::uint64_t{1} << shift) - 1))};
   }
   unsigned backing_page_shift(ua first, std::uint64_t bytes) noexcept {
-    unsigned shift = huge_shift_;
-    if (huge_shift_ == 0 || first < huge_first_ ||
-        first.value() - huge_first_.value() >= huge_bytes_ ||
-        bytes > huge_bytes_ - (first.value() - huge_first_.value()))
-      shift = page_shift_;
-    return shift;
+    const std::uint64_t last = first.value() + (bytes == 0 ? 0 : bytes - 1);
+    unsigned smallest = 63;
+    std::uint64_t covered = first.value(); // bytes before it lie in huge ranges
+    bool reached = false;                  // ... and so does `last`
+    auto it = huge_.upper_bound(first.value());
+    if (it != huge_.begin())
+      --it;
+    for (; it != huge_.end() && it->first <= last && !reached; ++it) {
+      const std::uint64_t range_last = it->first + (it->second.bytes - 1);
+      if (range_last < covered)
+        continue;
+      if (it->first > covered)
+        break; // a stretch of ordinary pages before this range
+      smallest = std::min(smallest, it->second.shift);
+      reached = range_last >= last;
+      covered = range_last + 1;
+    }
+    return reached ? smallest : page_shift_;
   }
 
   // ---- for tests ----
-  // Memory in [first, first + bytes) is backed by pages of 2^shift bytes.
-  void back_with_huge_pages(ua first, std::uint64_t bytes, unsigned shift) noexcept {
-    huge_first_ = first;
-    huge_bytes_ = bytes;
-    huge_shift_ = shift;
+  // Memory in [first, first + bytes) is backed by pages of 2^shift bytes
+  // (both aligned to them). Ranges may be added one after another; a new
+  // range replaces whatever it overlaps.
+  void back_with_huge_pages(ua first, std::uint64_t bytes, unsigned shift) {
+    const std::uint64_t last = first.value() + (bytes - 1);
+    for (auto it = huge_.begin(); it != huge_.end();)
+      it = it->first <= last && first.value() <= it->first + (it->second.bytes - 1)
+               ? huge_.erase(it)
+               : std::next(it);
+    huge_[first.value()] = huge_range{bytes, shift};
   }
   void fail_nth_pin(std::uint64_t n) noexcept {
     pin_calls_ = 0;
@@ -101,26 +144,30 @@ public:
   }
   // Pins become points of a fault plan (table/fault_injecting_allocator.hpp).
   void count_pins_in(fault_plan& plan) noexcept { plan_ = &plan; }
-  std::uint64_t pinned_pages() const noexcept { return pinned_pages_; }
-  std::uint64_t pin_count(ua page) const noexcept {
-    const auto it = pins_.find(page.value() >> page_shift_);
-    return it == pins_.end() ? 0 : it->second;
-  }
+  // Distinct host pages pinned now.
+  std::uint64_t pinned_pages() const noexcept { return pins_.size(); }
+  // How many pins hold the host page that contains `at`.
+  std::uint64_t pin_count(ua at) const noexcept { return pins_.count(at.value() >> page_shift_); }
+  frame_layout layout() const noexcept { return layout_; }
 
 private:
   static constexpr std::uint64_t scramble = std::uint64_t{0x5a5a5} << 30;
   static constexpr std::uint64_t address_mask = (std::uint64_t{1} << 52) - 1;
+  static constexpr unsigned zone_shift = 44; // frames of one page size: below 2^44
   std::uint64_t page_bytes() const noexcept { return std::uint64_t{1} << page_shift_; }
 
+  struct huge_range {
+    std::uint64_t bytes;
+    unsigned shift;
+  };
+
   unsigned page_shift_;
-  std::map<std::uint64_t, std::uint64_t> pins_; // host page -> pin count
-  std::uint64_t pinned_pages_ = 0;
+  frame_layout layout_;
+  page_counts<> pins_;
   std::uint64_t pin_calls_ = 0;
   std::uint64_t fail_pin_at_ = 0;
   fault_plan* plan_ = nullptr;
-  ua huge_first_{};
-  std::uint64_t huge_bytes_ = 0;
-  unsigned huge_shift_ = 0;
+  std::map<std::uint64_t, huge_range> huge_; // first byte -> range backed by huge pages
 };
 
 static_assert(pinning_backend<simulated_backend>);

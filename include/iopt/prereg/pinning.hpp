@@ -3,8 +3,9 @@
 //
 // Pinning strategies: what mapping and unmapping an IOMMU page do to memory.
 //
-//   pin_on_map     sPAPR VFIO "v1": every map charges and pins its page,
-//                  every unmap unpins and uncharges it.
+//   pin_on_map     sPAPR VFIO "v1": a map pins the host pages under its
+//                  IOMMU page (pins nest per host page) and charges those it
+//                  pins first; an unmap undoes that.
 //   preregistered  "v2": memory was registered beforehand; a map requires
 //                  its page to lie in a registered region and raises that
 //                  region's mapping count, an unmap lowers it. Nothing is
@@ -31,13 +32,14 @@
 #pragma once
 
 #include <cstdint>
-#include <map>
 #include <mutex>
+#include <utility>
 
 #include <iopt/addr/address.hpp>
 #include <iopt/format/permission.hpp>
 #include <iopt/prereg/accounting.hpp>
 #include <iopt/prereg/backend.hpp>
+#include <iopt/prereg/page_counts.hpp>
 #include <iopt/prereg/registry.hpp>
 #include <iopt/status.hpp>
 
@@ -133,72 +135,134 @@ private:
   dirty_hook dirty_;
 };
 
-template <pinning_backend Backend, accounting_policy Accounting>
+// v1. An IOMMU page pins the host pages it covers: the one host page that
+// holds it when it is smaller than a host page (its target is that page's
+// frame plus its offset in it), or every host page of it when it is larger —
+// allowed only where one huge page backs the whole IOMMU page, as the kernel
+// requires a compound page at least as large (not_permitted otherwise: the
+// device would reach memory that is not the user's).
+//
+// Pins are counted per host page and nest: a host page stays pinned while any
+// mapping covers it, through any window. Charges follow the pins: a host page
+// is charged when its first mapping pins it and uncharged when its last
+// mapping goes, so the charge is always (host pages pinned) x (host page size).
+// (The kernel charges the whole default window at enable time instead; see
+// test/BAD_INPUTS.md.) The count table allocates through Allocator before
+// anything changes, so an allocation failure is no_memory with nothing done.
+template <pinning_backend Backend, accounting_policy Accounting,
+          level_allocator Allocator = heap_allocator>
 class pin_on_map {
 public:
   static constexpr bool needs_shadow = true;
   static constexpr memory_model model = memory_model::v1_pin_on_map;
-  pin_on_map(Backend& backend, Accounting& accounting, dirty_hook dirty = {}) noexcept
-      : backend_(&backend), accounting_(&accounting), dirty_(dirty) {}
+  pin_on_map(Backend& backend, Accounting& accounting, dirty_hook dirty = {},
+             Allocator alloc = {}) noexcept
+      : backend_(&backend), accounting_(&accounting), dirty_(dirty), pins_(std::move(alloc)) {}
 
-  // Charges then pins (a page already pinned by another mapping is only
-  // counted: pins do not nest in the kernel), then translates.
+  // Checks containment, then reserves count room, charges the host pages
+  // no mapping pins yet, pins them and translates; each step undone if a
+  // later one fails.
   status map_page(ua page, unsigned page_shift, permission, hpa& target) noexcept {
-    const std::uint64_t bytes = std::uint64_t{1} << page_shift;
-    if (!is_aligned(page, backend_->host_page_shift()) ||
-        !is_aligned(bytes, backend_->host_page_shift()))
+    if (!is_aligned(page, page_shift))
       return status::not_aligned;
-    if (const status s = accounting_->charge(bytes); s != status::ok)
-      return s;
+    const unsigned host_shift = backend_->host_page_shift();
+    const std::uint64_t bytes = std::uint64_t{1} << page_shift;
+    if (page_shift > host_shift && backend_->backing_page_shift(page, bytes) < page_shift)
+      return status::not_permitted; // no one huge page holds the whole IOMMU page
+    const host_span span = host_pages_of(page, page_shift, host_shift);
+
     std::lock_guard<std::mutex> lock(pins_lock_);
-    auto& count = pins_[page.value()];
-    if (count == 0) {
-      if (const status s = backend_->pin(page, bytes); s != status::ok) {
-        pins_.erase(page.value());
-        accounting_->uncharge(bytes);
+    std::uint64_t fresh = 0; // host pages no mapping pins yet
+    for (std::uint64_t i = 0; i < span.pages; ++i)
+      fresh += pins_.count(span.first + i) == 0 ? 1u : 0u;
+    if (!pins_.reserve(static_cast<std::size_t>(fresh)))
+      return status::no_memory;
+    if (fresh != 0)
+      if (const status s = accounting_->charge(fresh << host_shift); s != status::ok)
         return s;
-      }
-    }
-    const auto translated = backend_->translate(page);
+    // Pin the fresh pages run by run; on failure unpin the runs done.
+    std::uint64_t pinned_upto = 0;
+    status failed = status::ok;
+    for_each_fresh_run(span, [&](std::uint64_t run_first, std::uint64_t n) {
+      if (failed != status::ok)
+        return;
+      failed = backend_->pin(ua{run_first << host_shift}, n << host_shift);
+      if (failed == status::ok)
+        pinned_upto = run_first + n - span.first;
+    });
+    const auto translated = failed == status::ok ? backend_->translate(page) : result<hpa>(failed);
     if (!translated) {
-      if (count == 0) {
-        backend_->unpin(page, bytes);
-        pins_.erase(page.value());
-      }
-      accounting_->uncharge(bytes);
+      for_each_fresh_run(host_span{span.first, pinned_upto}, [&](std::uint64_t f, std::uint64_t n) {
+        backend_->unpin(ua{f << host_shift}, n << host_shift);
+      });
+      if (fresh != 0)
+        accounting_->uncharge(fresh << host_shift);
       return translated.error();
     }
-    ++count;
+    for (std::uint64_t i = 0; i < span.pages; ++i)
+      pins_.raise(span.first + i);
     target = *translated;
     return status::ok;
   }
+
   void unmap_page(ua page, unsigned page_shift, permission perm) noexcept {
-    const std::uint64_t bytes = std::uint64_t{1} << page_shift;
-    dirty_(page, bytes, perm);
-    {
-      std::lock_guard<std::mutex> lock(pins_lock_);
-      const auto it = pins_.find(page.value());
-      IOPT_ASSERT(it != pins_.end());
-      if (--it->second == 0) {
-        backend_->unpin(page, bytes);
-        pins_.erase(it);
+    dirty_(page, std::uint64_t{1} << page_shift, perm);
+    const unsigned host_shift = backend_->host_page_shift();
+    const host_span span = host_pages_of(page, page_shift, host_shift);
+    std::lock_guard<std::mutex> lock(pins_lock_);
+    for (std::uint64_t i = 0; i < span.pages; ++i)
+      if (pins_.lower(span.first + i) == 0) {
+        backend_->unpin(ua{(span.first + i) << host_shift}, std::uint64_t{1} << host_shift);
+        accounting_->uncharge(std::uint64_t{1} << host_shift);
       }
-    }
-    accounting_->uncharge(bytes);
   }
+
   result<hpa> translate_page(ua page, unsigned) noexcept { return backend_->translate(page); }
 
+  // Distinct host pages this strategy's mappings pin.
   [[nodiscard]] std::size_t pinned_pages() const noexcept {
     std::lock_guard<std::mutex> lock(pins_lock_);
     return pins_.size();
   }
+  // How many mappings cover the host page that contains `at`.
+  [[nodiscard]] std::uint64_t pin_count(ua at) const noexcept {
+    std::lock_guard<std::mutex> lock(pins_lock_);
+    return pins_.count(at.value() >> backend_->host_page_shift());
+  }
 
 private:
+  // Host page numbers [first, first + pages).
+  struct host_span {
+    std::uint64_t first;
+    std::uint64_t pages;
+  };
+  static host_span host_pages_of(ua page, unsigned page_shift, unsigned host_shift) noexcept {
+    const std::uint64_t first = page.value() >> host_shift;
+    return {first, page_shift > host_shift ? std::uint64_t{1} << (page_shift - host_shift) : 1};
+  }
+  // Calls f(first host page, count) for each run of pages in `span` that no
+  // mapping pins yet.
+  template <class F>
+  void for_each_fresh_run(host_span span, F&& f) const {
+    std::uint64_t i = 0;
+    while (i < span.pages) {
+      if (pins_.count(span.first + i) != 0) {
+        ++i;
+        continue;
+      }
+      std::uint64_t n = 1;
+      while (i + n < span.pages && pins_.count(span.first + i + n) == 0)
+        ++n;
+      f(span.first + i, n);
+      i += n;
+    }
+  }
+
   Backend* backend_;
   Accounting* accounting_;
   dirty_hook dirty_;
   mutable std::mutex pins_lock_;
-  std::map<std::uint64_t, std::uint64_t> pins_; // user page -> mappings of it
+  page_counts<Allocator> pins_; // host page number -> mappings that cover it
 };
 
 static_assert(pinning_strategy<no_pinning>);

@@ -8,7 +8,9 @@
 // Rules:
 //   - register(ua, size): page aligned, not wrapping, not overlapping an
 //     existing region — all checked before any pinning cost is paid; then
-//     charged, then pinned, each step undone if a later one fails.
+//     charged, then pinned, each step undone if a later one fails. The same
+//     (ua, size) again is `exists`; a range that overlaps a region without
+//     being it is `overlaps` (the kernel answers EBUSY and EINVAL).
 //   - unregister(ua, size): the exact (ua, size) of a registration, never a
 //     part of one; refused with busy while any TCE maps the region, leaving
 //     the region registered and usable.
@@ -159,8 +161,10 @@ public:
     const std::size_t at = lower_bound(index, n, first.value());
     // Overlap with the region before or the one at the insertion point.
     const std::uint64_t last = first.value() + (size - 1);
-    if ((at < n && index[at].first <= last) || (at > 0 && index[at - 1].last >= first.value()))
+    if (at < n && index[at].first == first.value() && index[at].last == last)
       return status::exists;
+    if ((at < n && index[at].first <= last) || (at > 0 && index[at - 1].last >= first.value()))
+      return status::overlaps;
 
     // Every fallible step, cheapest to undo first.
     prereg_region* record = take_record();

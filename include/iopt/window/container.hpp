@@ -6,8 +6,12 @@
 //
 // Windows. At most two: slot 0 at bus address 0 (the 32-bit window) and
 // slot 1 at 1 << 59 (the 64-bit window). The default window (slot 0, 1 GiB
-// of 4 KiB pages unless configured otherwise) is created on first use.
-// create_window takes the first free slot. Windows come in the page sizes
+// of 4 KiB pages unless configured otherwise) is created on first use, as
+// the kernel creates it lazily; removing it before that only cancels it.
+// create_window takes the first free slot. Removing the last window, when it
+// is not the default one, brings the default window back (QEMU's RTAS
+// ibm,remove-pe-dma-window does so since 7.1; container_options turns it off
+// for a kernel-like container). Windows come in the page sizes
 // and level counts of the configurations the container is instantiated
 // with; "automatic" levels pick the fewest levels whose blocks all fit the
 // largest allocation the container allows (a flat table for a big window is
@@ -16,10 +20,13 @@
 // and go; creating a 128 TiB window allocates and charges only its top level.
 //
 // Memory models (the pinning strategy decides):
-//   v1 (pin_on_map): enable before mapping; each map pins and charges per
-//       page; register_memory is not permitted.
-//   v2 (preregistered): register memory first; maps require it; enable and
-//       disable are not permitted.
+//   v1 (pin_on_map): enable before mapping and unmapping (not_permitted
+//       otherwise; enabling twice is busy); each map pins the host pages
+//       under it; disable always succeeds and keeps the mappings, which can
+//       be unmapped after the next enable or go with their window.
+//   v2 (preregistered): register memory first; maps require it.
+// A call of the other model (enable on v2, register_memory on v1) is
+// unsupported, as the kernel answers it with ENOTTY.
 //
 // map_dma over an existing mapping is refused (status::exists): replacing it
 // would silently drop a pin the caller still counts on. A failure in the
@@ -57,6 +64,9 @@ struct container_options {
   // automatically. 4 MiB lets the default window (1 GiB of 4 KiB pages, a
   // 2 MiB flat table) be flat, as it is on real systems.
   std::uint64_t max_block_bytes = std::uint64_t{1} << 22;
+  // Removing the last window, when it is not the default window, creates the
+  // default window again (QEMU's behaviour).
+  bool restore_default_window = true;
 };
 
 struct window_query {
@@ -108,30 +118,32 @@ public:
 
   status enable() noexcept {
     if constexpr (Strategy::model != memory_model::v1_pin_on_map)
-      return status::not_permitted;
+      return status::unsupported;
+    if (enabled_)
+      return status::busy;
     enabled_ = true;
     return status::ok;
   }
+  // Always succeeds; mappings stay (unmapping them waits for the next enable).
   status disable() noexcept {
     if constexpr (Strategy::model != memory_model::v1_pin_on_map)
-      return status::not_permitted;
-    if (has_mappings())
-      return status::busy;
+      return status::unsupported;
     enabled_ = false;
     return status::ok;
   }
+  [[nodiscard]] bool enabled() const noexcept { return enabled_; }
 
   // ---- v2: preregistration -------------------------------------------------
 
   status register_memory(ua first, std::uint64_t size) noexcept {
     if constexpr (Strategy::model != memory_model::v2_preregistered)
-      return status::not_permitted;
+      return status::unsupported;
     else
       return strategy_->registry().register_region(first, size);
   }
   status unregister_memory(ua first, std::uint64_t size) noexcept {
     if constexpr (Strategy::model != memory_model::v2_preregistered)
-      return status::not_permitted;
+      return status::unsupported;
     else
       return strategy_->registry().unregister_region(first, size);
   }
@@ -144,18 +156,42 @@ public:
                              unsigned levels = 0) noexcept {
     if (const status s = ensure_default(); s != status::ok)
       return s;
-    return create_in_free_slot(page_shift, window_shift, levels);
+    const unsigned free_slot = first_free_slot();
+    if (free_slot == max_dma_windows)
+      return status::busy; // both windows exist
+    auto made = make_window(slot_start(free_slot), page_shift, window_shift, levels);
+    if (!made)
+      return made.error();
+    slots_[free_slot] = std::move(made).value();
+    is_default_[free_slot] = false;
+    return slot_start(free_slot);
   }
 
+  // Removes the window that starts at `start`, releasing every mapping in it.
   status remove_window(ioba start) noexcept {
-    if (const status s = ensure_default(); s != status::ok)
-      return s;
+    if (!default_made_ && start == slot_start(0)) {
+      default_made_ = true; // the default window was never made: it is cancelled
+      return status::ok;
+    }
+    unsigned at = max_dma_windows;
     for (unsigned i = 0; i < max_dma_windows; ++i)
-      if (slot_start(i) == start && !std::holds_alternative<std::monostate>(slots_[i])) {
-        release_slot(i);
-        return status::ok;
-      }
-    return status::not_found;
+      if (slot_start(i) == start && !std::holds_alternative<std::monostate>(slots_[i]))
+        at = i;
+    if (at == max_dma_windows)
+      return status::not_found;
+    if (options_.restore_default_window && !is_default_[at] && window_count() == 1) {
+      // The last window goes and the default comes back: make it first, so
+      // that a failure leaves the window in place.
+      auto made = make_default_window();
+      if (!made)
+        return made.error();
+      release_slot(at);
+      slots_[0] = std::move(made).value();
+      is_default_[0] = true;
+      return status::ok;
+    }
+    release_slot(at);
+    return status::ok;
   }
 
   // Back to the default window alone.
@@ -188,9 +224,8 @@ public:
   // ---- map / unmap -------------------------------------------------------------
 
   status map_dma(ioba iova, ua from, std::uint64_t size, permission perm) noexcept {
-    if constexpr (Strategy::model == memory_model::v1_pin_on_map)
-      if (!enabled_)
-        return status::not_permitted;
+    if (!may_map())
+      return status::not_permitted;
     if (!is_valid(perm))
       return status::bad_permission;
     if (perm == permission::none || size == 0)
@@ -203,6 +238,8 @@ public:
   }
 
   result<std::uint64_t> unmap_dma(ioba iova, std::uint64_t size) noexcept {
+    if (!may_map())
+      return status::not_permitted;
     if (size == 0)
       return status::invalid_parameter;
     if (const status s = ensure_default(); s != status::ok)
@@ -256,6 +293,22 @@ public:
   [[nodiscard]] Strategy& strategy() noexcept { return *strategy_; }
   void set_change_hook(dma_change_hook hook) noexcept { changes_ = hook; }
 
+  // Calls on_run(const mapped_run&) for every run mapped in the window that
+  // starts at `window_start` (a replay, for a notifier attached late);
+  // not_found when no window starts there.
+  template <class OnRun>
+  status for_each_run(ioba window_start, OnRun&& on_run) const {
+    status s = status::not_found;
+    for (const slot& sl : slots_)
+      visit_window(sl, [&](const auto& w) {
+        if (w.range().first() == window_start) {
+          w.table().for_each_run(on_run);
+          s = status::ok;
+        }
+      });
+    return s;
+  }
+
 private:
   // Calls fn(window) if the slot holds one (of whichever configuration).
   template <class Slot, class Fn>
@@ -275,52 +328,67 @@ private:
     return ioba{i == 0 ? 0 : huge_window_bus_offset};
   }
 
+  bool may_map() const noexcept {
+    if constexpr (Strategy::model == memory_model::v1_pin_on_map)
+      return enabled_;
+    else
+      return true;
+  }
+
+  unsigned first_free_slot() const noexcept {
+    for (unsigned i = 0; i < max_dma_windows; ++i)
+      if (std::holds_alternative<std::monostate>(slots_[i]))
+        return i;
+    return max_dma_windows;
+  }
+
   status ensure_default() noexcept {
     if (default_made_)
       return status::ok;
-    if (!std::has_single_bit(options_.default_window_bytes))
-      return status::invalid_parameter; // a window is a power of two
-    const auto made = create_in_free_slot(
-        options_.default_page_shift,
-        static_cast<unsigned>(std::countr_zero(options_.default_window_bytes)), 0);
+    const unsigned free_slot = first_free_slot();
+    if (free_slot == max_dma_windows)
+      return status::busy;
+    auto made = make_default_window();
     if (!made)
       return made.error();
+    slots_[free_slot] = std::move(made).value();
+    is_default_[free_slot] = true;
     default_made_ = true;
     return status::ok;
   }
 
-  result<ioba> create_in_free_slot(unsigned page_shift, unsigned window_shift,
-                                   unsigned levels) noexcept {
+  result<slot> make_default_window() noexcept {
+    if (!std::has_single_bit(options_.default_window_bytes))
+      return status::invalid_parameter; // a window is a power of two
+    return make_window(slot_start(0), options_.default_page_shift,
+                       static_cast<unsigned>(std::countr_zero(options_.default_window_bytes)), 0);
+  }
+
+  // A window at `start` from the first configuration that fits, not yet placed.
+  result<slot> make_window(ioba start, unsigned page_shift, unsigned window_shift,
+                           unsigned levels) noexcept {
     if (page_shift >= 64 || ((page_size_mask() >> page_shift) & 1) == 0)
       return status::invalid_parameter; // not a page size this container supports
     if (window_shift < page_shift || window_shift >= 64)
       return status::invalid_parameter; // smaller than one page, or no size at all
-    unsigned free_slot = max_dma_windows;
-    for (unsigned i = 0; i < max_dma_windows && free_slot == max_dma_windows; ++i)
-      if (std::holds_alternative<std::monostate>(slots_[i]))
-        free_slot = i;
-    if (free_slot == max_dma_windows)
-      return status::busy; // both windows exist
-    const ioba start = slot_start(free_slot);
+    if (levels > max_table_levels)
+      return status::invalid_parameter; // more levels than any table can have
     const std::uint64_t bytes = std::uint64_t{1} << window_shift;
-    status result = status::unsupported; // nothing fits, until a configuration does
+    result<slot> made = status::unsupported; // nothing fits, until a configuration does
     bool placed = false;
     // Configurations are tried in order of their level counts, fewest first.
     for (unsigned want = 1; want <= max_table_levels && !placed; ++want) {
       if (levels != 0 && want != levels)
         continue;
-      (try_config<Configs>(free_slot, start, page_shift, window_shift, want, levels == 0, bytes,
-                           result, placed),
+      (try_config<Configs>(start, page_shift, window_shift, want, levels == 0, bytes, made, placed),
        ...);
     }
-    if (!placed)
-      return result;
-    return start;
+    return made;
   }
 
   template <class Config>
-  void try_config(unsigned slot_index, ioba start, unsigned page_shift, unsigned window_shift,
-                  unsigned want, bool automatic, std::uint64_t bytes, status& result,
+  void try_config(ioba start, unsigned page_shift, unsigned window_shift, unsigned want,
+                  bool automatic, std::uint64_t bytes, result<slot>& made_slot,
                   bool& placed) noexcept {
     using geometry = table_geometry<Config>;
     if (placed || geometry::page_shift != page_shift || geometry::levels != want)
@@ -337,10 +405,10 @@ private:
     }
     auto made = dma_window<Config, Accounting, shadow>::create(start, bytes, *accounting_);
     if (!made) {
-      result = made.error();
+      made_slot = made.error();
       return;
     }
-    slots_[slot_index] = std::move(made).value();
+    made_slot = slot(std::move(made).value());
     placed = true;
   }
 
@@ -396,8 +464,14 @@ private:
       return levels.error;
     for (std::uint64_t i = 0; i < pages; ++i) {
       hpa target{};
-      if (const status s = strategy_->map_page(page_of(from, i, shift), shift, perm, target);
-          s != status::ok) {
+      status s = strategy_->map_page(page_of(from, i, shift), shift, perm, target);
+      if (s == status::ok && !is_aligned(target, shift)) {
+        // A backend that hands out a frame the IOMMU page cannot start at:
+        // refuse here, where nothing is written yet.
+        strategy_->unmap_page(page_of(from, i, shift), shift, perm);
+        s = status::hardware_error;
+      }
+      if (s != status::ok) {
         for (std::uint64_t k = 0; k < i; ++k)
           strategy_->unmap_page(page_of(from, k, shift), shift, perm);
         return s;
@@ -409,11 +483,14 @@ private:
       const auto target = strategy_->translate_page(page, shift);
       IOPT_ASSERT(target.has_value()); // the page was accepted just above
       const ioba bus{iova.value() + (i << shift)};
-      [[maybe_unused]] status written =
+      [[maybe_unused]] const status written =
           w.table().map(bus, target->value(), perm, allocation::forbidden);
-      if constexpr (Window::has_shadow)
-        written = w.shadow().map(bus, page.value(), perm, allocation::forbidden);
-      IOPT_ASSERT(written == status::ok);
+      IOPT_ASSERT(written == status::ok); // levels installed, address and page checked above
+      if constexpr (Window::has_shadow) {
+        [[maybe_unused]] const status remembered =
+            w.shadow().map(bus, page.value(), perm, allocation::forbidden);
+        IOPT_ASSERT(remembered == status::ok);
+      }
     }
     if (changes_)
       (void)w.table().for_each_run(iova, pages,
@@ -435,18 +512,7 @@ private:
       });
     });
     slots_[i] = std::monostate{};
-  }
-
-  bool has_mappings() const noexcept {
-    bool any = false;
-    for (const slot& s : slots_)
-      visit_window(s, [&](const auto& w) {
-        w.table().for_each_run([&](const mapped_run&) {
-          any = true;
-          return false;
-        });
-      });
-    return any;
+    is_default_[i] = false;
   }
 
   Strategy* strategy_;
@@ -454,6 +520,7 @@ private:
   container_options options_;
   dma_change_hook changes_{};
   std::array<slot, max_dma_windows> slots_{};
+  std::array<bool, max_dma_windows> is_default_{}; // the slot holds the default window
   bool default_made_ = false;
   bool enabled_ = false;
 };
