@@ -23,11 +23,14 @@ TEST_CASE("render: higher priority wins, a later region wins a tie, gaps stay em
   };
   const flat_view v = render(regions);
   REQUIRE(v.size() == 5);
-  CHECK(v[0] == flat_section{gpa{0}, 0x4000, region_kind::ram, ua{0x7f00'0000'0000}, 1, 1});
+  CHECK(v[0] == flat_section{gpa{0}, 0x4000, region_kind::ram, ua{0x7f00'0000'0000}, 1, 1, gpa{0},
+                             0x10000}); // part of region 1, which the MMIO hole splits
   CHECK(v[1].kind == region_kind::mmio);
   CHECK(v[1].first == gpa{0x4000});
-  CHECK(v[2] == flat_section{gpa{0x6000}, 0x2000, region_kind::ram, ua{0x7f00'0000'6000}, 1, 1});
-  CHECK(v[3] == flat_section{gpa{0x8000}, 0x10000, region_kind::ram, ua{0x7f00'0000'8000}, 3, 3});
+  CHECK(v[2] == flat_section{gpa{0x6000}, 0x2000, region_kind::ram, ua{0x7f00'0000'6000}, 1, 1,
+                             gpa{0}, 0x10000});
+  CHECK(v[3] == flat_section{gpa{0x8000}, 0x10000, region_kind::ram, ua{0x7f00'0000'8000}, 3, 3,
+                             gpa{0x8000}, 0x10000});
   CHECK(v[4].first == gpa{0x30000});
 }
 
@@ -95,7 +98,8 @@ struct recording_listener final : map_listener {
   void section_added(const flat_section& s) override {
     log.push_back("+" + std::to_string(s.region));
   }
-  void commit() override { log.push_back("commit"); }
+  void commit_removals() override { log.push_back("commit-"); }
+  void commit_additions() override { log.push_back("commit+"); }
 };
 } // namespace
 
@@ -114,17 +118,19 @@ TEST_CASE(
     CHECK(map.add_region(ram(2, 0x8000, 0x1000, 1)) == status::ok); // splits region 1
     CHECK(map.add_region(ram(3, 0x40000, 0x1000)) == status::ok);
   }
-  CHECK(early.log == std::vector<std::string>{"begin", "commit", // attached to an empty map
-                                              "begin", "+1", "commit", "begin", "-1", "+1", "+2",
-                                              "+1", "+3", "commit"});
+  CHECK(early.log == std::vector<std::string>{"begin", "commit-",
+                                              "commit+", // attached to an empty map
+                                              "begin", "+1", "commit-", "commit+", "begin", "-1",
+                                              "+1", "+2", "+1", "+3", "commit-", "commit+"});
   recording_listener late;
   map.attach(late);
-  CHECK(late.log == std::vector<std::string>{"begin", "+1", "+2", "+1", "+3", "commit"});
+  CHECK(late.log ==
+        std::vector<std::string>{"begin", "+1", "+2", "+1", "+3", "commit-", "commit+"});
   {
     recording_listener brief;
     map.attach(brief);
     CHECK(brief.attached());
   } // gone: the map must not call it again
   CHECK(map.remove_region(3) == status::ok);
-  CHECK(late.log.back() == "commit");
+  CHECK(late.log.back() == "commit+");
 }

@@ -49,6 +49,10 @@ struct flat_section {
   ua host{}; // host address of `first`
   std::uint64_t backing = 0;
   std::uint64_t region = 0; // id of the region it shows
+  // The whole region the section is part of (a section can show only part of
+  // it, where regions of higher priority cover the rest).
+  gpa region_first{};
+  std::uint64_t region_size = 0;
 
   friend bool operator==(const flat_section&, const flat_section&) = default;
   [[nodiscard]] std::uint64_t last() const noexcept { return first.value() + (size - 1); }
@@ -103,7 +107,8 @@ inline flat_view render(const std::vector<memory_region>& regions) {
         return;
       }
     }
-    view.push_back({gpa{from}, to_last - from + 1, r.kind, r.host + offset, r.backing, r.id});
+    view.push_back(
+        {gpa{from}, to_last - from + 1, r.kind, r.host + offset, r.backing, r.id, r.first, r.size});
   };
 
   std::size_t e = 0;

@@ -6,38 +6,60 @@
 // the IOMMU page size — parameterized by the granularity and by the sink
 // that does the work.
 //
+// The listener keeps two pictures: what the sink should hold (the aligned
+// parts of the sections it wants, now visible) and what it holds (what its
+// add_range calls gave it, less what remove_range took back). Each change
+// updates the first; commit makes the second follow it, touching only the
+// difference, so a section that an overlay splits, or a neighbour that is
+// unplugged, leaves every mapping that survives in place: nothing is
+// unmapped and mapped again under DMA in flight.
+//
 // On an added section the listener
 //   - skips kinds the sink does not want (IOMMU sections go to the sink's
 //     optional iommu hooks: the notifier path);
 //   - trims the section to the granularity and reports each trimmed head or
 //     tail to the sink as an `unaligned` event with its exact range, and a
-//     section whose guest and host addresses sit at different offsets within
-//     a granule (so that no granule of it can be used) as one such event too —
-//     nothing is dropped in silence;
-//   - merges the aligned parts added in one change that share a backing and
-//     have contiguous host addresses into one sink range.
-// On a removed section it undoes exactly what the addition did: the sink
-// range holding it is removed and whatever else that range held is added
-// back, still merged where it can be.
+//     section whose guest and host offsets within a granule differ (so that
+//     no granule of it can be used) as one such event too — nothing is
+//     dropped in silence.
+//
+// What a sink holds comes in one of two units (Sink::unit, ranges if absent):
+//   ranges   guest ranges (DMA mappings): contiguous parts of one backing
+//            with contiguous host addresses are given as one range, and a
+//            removal takes away exactly the granules that went, splitting a
+//            range where needed (unmapping part of a mapping is allowed);
+//   regions  one range per memory region, its whole aligned extent, held
+//            while any part of the region is visible (preregistrations:
+//            they cannot be split or grown while TCEs use them, so they
+//            follow what is removed independently — a region — and an
+//            overlay that hides part of a region does not touch them).
+//
+// A sink call that fails is reported to the sink's `failed` with what is
+// needed to retry or undo it (guest and host address, size, status); the
+// listener keeps wanting what it could not add and keeps holding what it
+// could not remove, and retry() tries both again.
 //
 // A sink S provides:
 //   bool wants(region_kind) const
 //   status add_range(gpa first, ua host, std::uint64_t size)
-//   void remove_range(gpa first, ua host, std::uint64_t size)
+//   status remove_range(gpa first, ua host, std::uint64_t size)
 //   void unaligned(const unaligned_event&)
-//   void add_failed(gpa first, std::uint64_t size, status)
-// and optionally iommu_added(const flat_section&) / iommu_removed(const flat_section&).
+//   void failed(const sink_failure&)
+// and optionally `static constexpr sink_unit unit` and
+// iommu_added(const flat_section&) / iommu_removed(const flat_section&).
 #pragma once
 
 #include <algorithm>
 #include <cstdint>
 #include <iterator>
 #include <map>
+#include <utility>
 #include <vector>
 
 #include <iopt/addr/align.hpp>
 #include <iopt/addr/page_size.hpp>
 #include <iopt/listener/memory_map.hpp>
+#include <iopt/status.hpp>
 
 namespace iopt {
 
@@ -56,30 +78,56 @@ struct unaligned_event {
   friend bool operator==(const unaligned_event&, const unaligned_event&) = default;
 };
 
+// A sink call that failed, with what is needed to retry or undo it.
+struct sink_failure {
+  gpa first{};
+  ua host{};
+  std::uint64_t size = 0;
+  status error = status::ok;
+  bool on_remove = false;
+  friend bool operator==(const sink_failure&, const sink_failure&) = default;
+};
+
+enum class sink_unit : std::uint8_t { ranges, regions };
+
 template <class S>
 concept listener_sink = requires(S& s, const S& cs, region_kind k, gpa g, ua u, std::uint64_t n,
-                                 const unaligned_event& e, status st) {
+                                 const unaligned_event& e, const sink_failure& f) {
   { cs.wants(k) } -> std::same_as<bool>;
   { s.add_range(g, u, n) } -> std::same_as<status>;
-  s.remove_range(g, u, n);
+  { s.remove_range(g, u, n) } -> std::same_as<status>;
   s.unaligned(e);
-  s.add_failed(g, n, st);
+  s.failed(f);
 };
+
+template <class S>
+constexpr sink_unit unit_of() noexcept {
+  if constexpr (requires { S::unit; })
+    return S::unit;
+  else
+    return sink_unit::ranges;
+}
 
 template <page_size_policy Granularity, listener_sink Sink>
 class memory_listener final : public map_listener {
-public:
-  memory_listener(Granularity granularity, Sink& sink) noexcept
-      : granularity_(granularity), sink_(&sink) {}
+  static constexpr bool by_region = unit_of<Sink>() == sink_unit::regions;
 
-  // A sink range: what the sink was given in one add_range.
+public:
+  memory_listener(Granularity granularity, Sink& sink, int priority = 0) noexcept
+      : map_listener(priority), granularity_(granularity), sink_(&sink) {}
+
+  // A range the sink holds: [first, first + size) at host address `host`.
   struct held_range {
     gpa first{};
     std::uint64_t size = 0;
     ua host{};
     std::uint64_t backing = 0;
-    std::vector<gpa> parts; // starts of the aligned parts merged into it
+    friend bool operator==(const held_range&, const held_range&) = default;
+    [[nodiscard]] std::uint64_t last() const noexcept { return first.value() + (size - 1); }
   };
+  // Keyed by guest address (unit ranges) or by region id (unit regions).
+  using range_map = std::map<std::uint64_t, held_range>;
+  using keyed_range = std::pair<std::uint64_t, held_range>;
 
   void begin() override {}
 
@@ -90,9 +138,9 @@ public:
           sink_->iommu_added(s);
       return;
     }
-    const auto piece = trim(s, true);
-    if (piece.size != 0)
-      pending_.push_back(piece);
+    const held_range part = trim(s.first, s.size, s.host, s.backing, s.region, true);
+    if (part.size != 0)
+      visible_[part.first.value()] = visible_part{part, s.region, whole_region(s)};
   }
 
   void section_removed(const flat_section& s) override {
@@ -102,119 +150,215 @@ public:
           sink_->iommu_removed(s);
       return;
     }
-    const part p = trim(s, false);
-    if (p.size == 0)
-      return;
-    // Added and removed in the same change: it never reached the sink.
-    const auto queued = std::find_if(pending_.begin(), pending_.end(),
-                                     [&](const part& q) { return q.first == p.first; });
-    if (queued != pending_.end()) {
-      pending_.erase(queued);
-      return;
-    }
-    auto it = ranges_.upper_bound(p.first.value());
-    if (it == ranges_.begin())
-      return;
-    --it;
-    held_range& r = it->second;
-    if (p.first.value() - r.first.value() >= r.size)
-      return;
-    sink_->remove_range(r.first, r.host, r.size);
-    // The other parts go back to the sink at commit.
-    for (std::size_t i = 0; i < r.parts.size(); ++i) {
-      const gpa part_first = r.parts[i];
-      if (part_first == p.first)
-        continue;
-      const std::uint64_t end =
-          i + 1 < r.parts.size() ? r.parts[i + 1].value() : r.first.value() + r.size;
-      pending_.push_back(
-          part{part_first, end - part_first.value(), r.host + (part_first - r.first), r.backing});
-    }
-    ranges_.erase(it);
+    const held_range part = trim(s.first, s.size, s.host, s.backing, s.region, false);
+    if (part.size != 0)
+      visible_.erase(part.first.value());
   }
 
-  void commit() override {
-    std::sort(pending_.begin(), pending_.end(),
-              [](const part& a, const part& b) { return a.first < b.first; });
-    for (std::size_t i = 0; i < pending_.size();) {
-      held_range r{pending_[i].first,
-                   pending_[i].size,
-                   pending_[i].host,
-                   pending_[i].backing,
-                   {pending_[i].first}};
-      std::size_t j = i + 1;
-      for (; j < pending_.size(); ++j) {
-        const part& next = pending_[j];
-        const bool contiguous = next.first.value() == r.first.value() + r.size &&
-                                next.host.value() == r.host.value() + r.size &&
-                                next.backing == r.backing;
-        if (!contiguous)
-          break;
-        r.size += next.size;
-        r.parts.push_back(next.first);
-      }
-      const status s = sink_->add_range(r.first, r.host, r.size);
-      if (s == status::ok)
-        ranges_.emplace(r.first.value(), std::move(r));
-      else
-        sink_->add_failed(r.first, r.size, s);
-      i = j;
-    }
-    pending_.clear();
+  // What is held but no longer wanted goes.
+  void commit_removals() override {
+    wanted_ = wanted();
+    apply(missing_from(held_, wanted_), failed_removals_, false, true);
+  }
+  // What is wanted but not held yet comes.
+  void commit_additions() override {
+    apply(missing_from(wanted_, held_), failed_additions_, false, false);
+    wanted_.clear();
+  }
+  // Tries again what failed before (a commit leaves it alone, so that one
+  // failure is reported once): removals, then additions.
+  void retry() {
+    wanted_ = wanted();
+    apply(missing_from(held_, wanted_), failed_removals_, true, true);
+    apply(missing_from(wanted_, held_), failed_additions_, true, false);
+    wanted_.clear();
   }
 
-  // What the sink holds now, by guest address.
-  [[nodiscard]] const std::map<std::uint64_t, held_range>& ranges() const noexcept {
-    return ranges_;
-  }
+  // What the sink holds now.
+  [[nodiscard]] const range_map& ranges() const noexcept { return held_; }
   [[nodiscard]] const Granularity& granularity() const noexcept { return granularity_; }
 
 private:
-  struct part {
-    gpa first{};
-    std::uint64_t size = 0;
-    ua host{};
-    std::uint64_t backing = 0;
+  struct visible_part {
+    held_range part;
+    std::uint64_t region = 0;
+    held_range region_part; // the aligned part of the whole region
   };
 
-  // The aligned part of a section; with `report`, tell the sink what is cut.
-  part trim(const flat_section& s, bool report) {
+  held_range whole_region(const flat_section& s) {
+    if constexpr (by_region) {
+      const ua region_host = s.host - (s.first - s.region_first);
+      return trim(s.region_first, s.region_size, region_host, s.backing, s.region, false);
+    } else {
+      return {};
+    }
+  }
+
+  // What the sink should hold now.
+  range_map wanted() const {
+    range_map want;
+    if constexpr (by_region) {
+      for (const auto& [first, v] : visible_)
+        if (v.region_part.size != 0)
+          want.emplace(v.region, v.region_part);
+    } else {
+      for (const auto& [first, v] : visible_)
+        merge_in(want, v.part);
+    }
+    return want;
+  }
+
+  // The parts of `from` that `to` does not hold with the same host address
+  // and backing, as ranges with their keys.
+  static std::vector<keyed_range> missing_from(const range_map& from, const range_map& to) {
+    std::vector<keyed_range> out;
+    if constexpr (by_region) {
+      for (const auto& [id, r] : from)
+        if (const auto it = to.find(id); it == to.end() || !(it->second == r))
+          out.emplace_back(id, r);
+    } else {
+      for (const auto& [first, r] : from) {
+        std::uint64_t cursor = r.first.value(); // the first byte not yet accounted for
+        bool done = false;
+        auto it = to.upper_bound(r.first.value());
+        if (it != to.begin())
+          --it;
+        for (; it != to.end() && it->first <= r.last() && !done; ++it) {
+          const held_range& t = it->second;
+          if (t.last() < cursor || !same_mapping(r, t))
+            continue;
+          const std::uint64_t from_byte = std::max(cursor, t.first.value());
+          if (from_byte > cursor)
+            out.emplace_back(cursor, slice(r, cursor, from_byte - 1));
+          done = t.last() >= r.last();
+          cursor = done ? cursor : t.last() + 1;
+        }
+        if (!done)
+          out.emplace_back(cursor, slice(r, cursor, r.last()));
+      }
+    }
+    return out;
+  }
+  // Whether the two ranges put the same host address behind each guest address.
+  static bool same_mapping(const held_range& a, const held_range& b) noexcept {
+    return a.backing == b.backing &&
+           a.host.value() - a.first.value() == b.host.value() - b.first.value();
+  }
+  static held_range slice(const held_range& r, std::uint64_t first, std::uint64_t last) noexcept {
+    return held_range{gpa{first}, last - first + 1, r.host + (first - r.first.value()), r.backing};
+  }
+
+  // Adds `r` to a guest-keyed map, merged with neighbours it continues.
+  static void merge_in(range_map& m, held_range r) {
+    if (auto before = m.lower_bound(r.first.value()); before != m.begin()) {
+      --before;
+      const held_range& b = before->second;
+      if (b.last() + 1 == r.first.value() && same_mapping(b, r)) {
+        r = held_range{b.first, b.size + r.size, b.host, b.backing};
+        m.erase(before);
+      }
+    }
+    if (r.last() != UINT64_MAX)
+      if (auto after = m.find(r.last() + 1); after != m.end() && same_mapping(r, after->second)) {
+        r.size += after->second.size;
+        m.erase(after);
+      }
+    m[r.first.value()] = r;
+  }
+
+  // Asks the sink to remove or add each range, except those that failed
+  // before (unless retrying); `failed` becomes the list of those that failed
+  // now or were left alone.
+  void apply(const std::vector<keyed_range>& todo, std::vector<keyed_range>& failed, bool retrying,
+             bool removing) {
+    std::vector<keyed_range> still_failing;
+    for (const keyed_range& e : todo) {
+      const auto& [key, r] = e;
+      if (!retrying && std::find(failed.begin(), failed.end(), e) != failed.end()) {
+        still_failing.push_back(e);
+        continue;
+      }
+      const status s = removing ? sink_->remove_range(r.first, r.host, r.size)
+                                : sink_->add_range(r.first, r.host, r.size);
+      if (s != status::ok) {
+        sink_->failed(sink_failure{r.first, r.host, r.size, s, removing});
+        still_failing.push_back(e);
+      } else if (removing) {
+        forget(key, r);
+      } else {
+        remember(key, r);
+      }
+    }
+    failed = std::move(still_failing);
+  }
+
+  // The sink now holds `r` / no longer holds `r`.
+  void remember(std::uint64_t key, const held_range& r) {
+    if constexpr (by_region)
+      held_[key] = r;
+    else
+      merge_in(held_, r);
+  }
+  void forget(std::uint64_t key, const held_range& r) {
+    if constexpr (by_region) {
+      held_.erase(key);
+    } else {
+      // `r` lies inside one held range: cut it out, keeping what is around it.
+      auto it = held_.upper_bound(r.first.value());
+      IOPT_ASSERT(it != held_.begin());
+      --it;
+      const held_range h = it->second;
+      held_.erase(it);
+      if (h.first.value() < r.first.value())
+        held_[h.first.value()] = slice(h, h.first.value(), r.first.value() - 1);
+      if (r.last() < h.last())
+        held_[r.last() + 1] = slice(h, r.last() + 1, h.last());
+    }
+  }
+
+  // The aligned part of [first, first + size) at `host`; with `report`, tell
+  // the sink what is cut.
+  held_range trim(gpa at, std::uint64_t size, ua host, std::uint64_t backing, std::uint64_t region,
+                  bool report) {
     const unsigned shift = granularity_.shift();
     const std::uint64_t mask = granularity_.mask();
     auto tell = [&](std::uint64_t from, std::uint64_t bytes, unaligned_part why) {
       if (report && bytes != 0)
-        sink_->unaligned(unaligned_event{gpa{from}, bytes, why, s.region});
+        sink_->unaligned(unaligned_event{gpa{from}, bytes, why, region});
     };
-    if (((s.first.value() ^ s.host.value()) & mask) != 0) {
-      tell(s.first.value(), s.size, unaligned_part::offset_mismatch);
+    if (((at.value() ^ host.value()) & mask) != 0) {
+      tell(at.value(), size, unaligned_part::offset_mismatch);
       return {};
     }
     // First full granule: align_up(first). End of the last full granule:
     // align_down(last + 1) - 1, where last + 1 may be 2^64 (aligned).
-    const std::uint64_t first = s.first.value();
-    const std::uint64_t last = s.last();
+    const std::uint64_t first = at.value();
+    const std::uint64_t last = first + (size - 1);
     const auto up = align_up(first, shift);
     std::uint64_t aligned_last = last;
     if (last != UINT64_MAX) {
       const std::uint64_t end = align_down(last + 1, shift);
       aligned_last = end - 1; // wraps only when end is 0, which the check below catches
       if (!up || end <= *up) {
-        tell(first, s.size, unaligned_part::whole);
+        tell(first, size, unaligned_part::whole);
         return {};
       }
     } else if (!up) {
-      tell(first, s.size, unaligned_part::whole);
+      tell(first, size, unaligned_part::whole);
       return {};
     }
     tell(first, *up - first, unaligned_part::head);
     tell(aligned_last + 1, last - aligned_last, unaligned_part::tail);
-    return part{gpa{*up}, aligned_last - *up + 1, s.host + (*up - first), s.backing};
+    return held_range{gpa{*up}, aligned_last - *up + 1, host + (*up - first), backing};
   }
 
   Granularity granularity_;
   Sink* sink_;
-  std::map<std::uint64_t, held_range> ranges_;
-  std::vector<part> pending_;
+  std::map<std::uint64_t, visible_part>
+      visible_; // aligned parts of wanted sections, by guest address
+  range_map held_;
+  range_map wanted_; // between commit_removals and commit_additions
+  std::vector<keyed_range> failed_removals_, failed_additions_;
 };
 
 } // namespace iopt

@@ -4,8 +4,20 @@
 // The guest memory map: a set of regions, its current flat view, and the
 // listeners that hear every change to that view.
 //
-// Each add_region or remove_region publishes one change (removals, then
-// additions, between begin and commit); a `batch` groups several into one.
+// Each add_region or remove_region publishes one change; a `batch` groups
+// several into one. A change reaches every listener in four steps:
+//   1. begin(), in ascending priority;
+//   2. section_removed() for each section that went, then section_added()
+//      for each that came: every listener hears the whole change before
+//      any of them acts on it;
+//   3. commit_removals(), in descending priority;
+//   4. commit_additions(), in ascending priority.
+// So a listener of lower priority is the first to gain what a change adds
+// and the last to lose what it removes, as QEMU runs its MemoryListeners:
+// give the preregistration listener a lower priority than the DMA listener
+// and memory is registered before it is mapped and unmapped before it is
+// unregistered, whichever listener was attached first. Listeners of equal
+// priority run in the order they were attached (removals in reverse).
 // A listener attached to a map that already has sections hears them all as
 // additions first. Listeners unlink themselves when destroyed, and a map
 // unlinks its listeners when it goes, so neither can dangle.
@@ -25,16 +37,23 @@ namespace iopt {
 // implementation iopt provides.
 class map_listener : public detail::intrusive_node<map_listener> {
 public:
-  map_listener() noexcept = default;
+  explicit map_listener(int priority = 0) noexcept : priority_(priority) {}
   virtual ~map_listener() = default;
 
   virtual void begin() = 0;
   virtual void section_removed(const flat_section&) = 0;
   virtual void section_added(const flat_section&) = 0;
-  virtual void commit() = 0;
+  virtual void commit_removals() = 0;
+  virtual void commit_additions() = 0;
 
+  [[nodiscard]] int priority() const noexcept { return priority_; }
   [[nodiscard]] bool attached() const noexcept { return linked(); }
   void detach() noexcept { unlink(); }
+
+private:
+  friend class memory_map;
+  int priority_;
+  std::uint64_t attach_order_ = 0;
 };
 
 class memory_map {
@@ -81,11 +100,13 @@ public:
   };
 
   void attach(map_listener& listener) {
+    listener.attach_order_ = ++attached_;
     listeners_.push_front(listener);
     listener.begin();
     for (const flat_section& s : view_)
       listener.section_added(s);
-    listener.commit();
+    listener.commit_removals();
+    listener.commit_additions();
   }
 
   [[nodiscard]] const flat_view& view() const noexcept { return view_; }
@@ -105,19 +126,30 @@ private:
     view_ = std::move(next);
     if (change.removed.empty() && change.added.empty())
       return;
-    listeners_.for_each([&](map_listener& l) {
-      l.begin();
-      for (const flat_section& s : change.removed)
-        l.section_removed(s);
-      for (const flat_section& s : change.added)
-        l.section_added(s);
-      l.commit();
+    std::vector<map_listener*> order;
+    listeners_.for_each([&](map_listener& l) { order.push_back(&l); });
+    std::sort(order.begin(), order.end(), [](const map_listener* a, const map_listener* b) {
+      return a->priority_ != b->priority_ ? a->priority_ < b->priority_
+                                          : a->attach_order_ < b->attach_order_;
     });
+    for (map_listener* l : order)
+      l->begin();
+    for (map_listener* l : order) {
+      for (const flat_section& s : change.removed)
+        l->section_removed(s);
+      for (const flat_section& s : change.added)
+        l->section_added(s);
+    }
+    for (auto it = order.rbegin(); it != order.rend(); ++it)
+      (*it)->commit_removals();
+    for (map_listener* l : order)
+      l->commit_additions();
   }
 
   std::vector<memory_region> regions_;
   flat_view view_;
   detail::intrusive_list<map_listener> listeners_;
+  std::uint64_t attached_ = 0;
   int batch_depth_ = 0;
 };
 

@@ -4,18 +4,25 @@
 // The two sinks a VMM needs, each driven by the same memory_listener:
 //
 //   prereg_sink   registers guest RAM with the preregistration registry at
-//                 the host page size (e.g. 64 KiB) and unregisters it when
-//                 the RAM goes. Device RAM is not registered (its pages are
-//                 not ordinary memory that can be pinned).
+//                 the host page size (e.g. 64 KiB), one registration per RAM
+//                 region, and unregisters it when the region goes. Device
+//                 RAM is not registered (its pages are not ordinary memory
+//                 that can be pinned).
 //   dma_sink      maps guest RAM and device RAM through a DMA container at
 //                 the IOMMU page size (e.g. 4 KiB), guest physical address
 //                 as the bus address, and unmaps it when it goes.
 //
 // Neither drops anything in silence: unaligned fragments and failed
 // additions and removals are kept where the caller can read them.
+//
+// Attach both to one memory_map with the preregistration listener at a lower
+// priority than the DMA listener (e.g. 0 and 10), so that memory is
+// registered before it is mapped and unmapped before it is unregistered.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
+#include <utility>
 #include <vector>
 
 #include <iopt/addr/address.hpp>
@@ -25,40 +32,53 @@
 
 namespace iopt {
 
-struct sink_failure {
-  gpa first{};
-  std::uint64_t size = 0;
-  status error = status::ok;
-  bool on_remove = false;
-  friend bool operator==(const sink_failure&, const sink_failure&) = default;
-};
-
-// What both sinks keep for the caller.
+// What both sinks keep for the caller: unaligned fragments and failed sink
+// calls (each with what is needed to retry or undo it: guest and host
+// address, size, status). Bounded: past `limit` entries of a kind, further
+// ones are counted in `dropped` but not kept; take_* hands over what was
+// kept and empties it.
 struct sink_log {
+  static constexpr std::size_t default_limit = 4096;
+  std::size_t limit = default_limit;
   std::vector<unaligned_event> unaligned;
   std::vector<sink_failure> failures;
+  std::uint64_t dropped = 0;
 
-  void unaligned_fragment(const unaligned_event& e) { unaligned.push_back(e); }
-  void failed(gpa first, std::uint64_t size, status s, bool on_remove) {
-    failures.push_back(sink_failure{first, size, s, on_remove});
+  void unaligned_fragment(const unaligned_event& e) { keep(unaligned, e); }
+  void failed(const sink_failure& f) { keep(failures, f); }
+  [[nodiscard]] std::vector<sink_failure> take_failures() { return std::exchange(failures, {}); }
+  [[nodiscard]] std::vector<unaligned_event> take_unaligned() {
+    return std::exchange(unaligned, {});
+  }
+
+private:
+  template <class T>
+  void keep(std::vector<T>& v, const T& e) {
+    if (v.size() < limit)
+      v.push_back(e);
+    else
+      ++dropped;
   }
 };
 
+// Registers each RAM region whole, as one preregistered region, while any of
+// it is visible (sink_unit::regions: a registration cannot be split while
+// TCEs use it, so it follows the unit that is removed independently).
 template <class Registry>
 class prereg_sink {
 public:
+  static constexpr sink_unit unit = sink_unit::regions;
   explicit prereg_sink(Registry& registry) noexcept : registry_(&registry) {}
 
   bool wants(region_kind kind) const noexcept { return kind == region_kind::ram; }
   status add_range(gpa, ua host, std::uint64_t size) {
     return registry_->register_region(host, size);
   }
-  void remove_range(gpa first, ua host, std::uint64_t size) {
-    if (const status s = registry_->unregister_region(host, size); s != status::ok)
-      log.failed(first, size, s, true); // e.g. busy: TCEs still map it
+  status remove_range(gpa, ua host, std::uint64_t size) {
+    return registry_->unregister_region(host, size); // busy while TCEs still map it
   }
   void unaligned(const unaligned_event& e) { log.unaligned_fragment(e); }
-  void add_failed(gpa first, std::uint64_t size, status s) { log.failed(first, size, s, false); }
+  void failed(const sink_failure& f) { log.failed(f); }
 
   sink_log log;
 
@@ -66,6 +86,8 @@ private:
   Registry* registry_;
 };
 
+// Maps guest RAM and device RAM at guest physical address = bus address;
+// unmaps exactly the granules that go (sink_unit::ranges).
 template <class Container>
 class dma_sink {
 public:
@@ -77,13 +99,12 @@ public:
   status add_range(gpa first, ua host, std::uint64_t size) {
     return container_->map_dma(ioba{first.value()}, host, size, permission::read_write);
   }
-  void remove_range(gpa first, ua, std::uint64_t size) {
+  status remove_range(gpa first, ua, std::uint64_t size) {
     const auto unmapped = container_->unmap_dma(ioba{first.value()}, size);
-    if (!unmapped)
-      log.failed(first, size, unmapped.error(), true);
+    return unmapped ? status::ok : unmapped.error();
   }
   void unaligned(const unaligned_event& e) { log.unaligned_fragment(e); }
-  void add_failed(gpa first, std::uint64_t size, status s) { log.failed(first, size, s, false); }
+  void failed(const sink_failure& f) { log.failed(f); }
 
   sink_log log;
 
