@@ -202,6 +202,9 @@ public:
   }
 
   status unregister_region(ua first, std::uint64_t size) noexcept {
+    const unsigned page_shift = backend_->host_page_shift();
+    if (!is_aligned(first, page_shift) || !is_aligned(size, page_shift))
+      return status::not_aligned;
     std::lock_guard<std::mutex> lock(writer_);
     const std::size_t n = count_.load(std::memory_order_relaxed);
     entry* index = index_.load(std::memory_order_relaxed);
