@@ -95,9 +95,12 @@ struct counting_sink {
     ++ranges;
     return status::ok;
   }
-  void remove_range(gpa, ua, std::uint64_t) { --ranges; }
+  status remove_range(gpa, ua, std::uint64_t) {
+    --ranges;
+    return status::ok;
+  }
   void unaligned(const unaligned_event&) { ++fragments; }
-  void add_failed(gpa, std::uint64_t, status) {}
+  void failed(const sink_failure&) {}
 };
 
 void BM_listener_add_remove_events(benchmark::State& state) {

@@ -11,11 +11,13 @@
 //
 // Every call validates all of its input before it writes anything, and
 // writes all of it or nothing. The bus range is checked first, then the
-// values, as the kernel does:
-//   - every page of a multi-page request lies inside the window (the kernel
-//     checks only the first);
+// values, as KVM does:
+//   - every page of a multi-page request lies inside the window (as KVM's
+//     H_PUT_TCE_INDIRECT and H_STUFF_TCE check it; only the VFIO driver's
+//     map/unmap ioctls look at the first page alone);
 //   - H_PUT_TCE_INDIRECT reads and checks all TCEs of the list before it
-//     writes any (the kernel and QEMU can leave part of a list applied);
+//     writes any (as KVM validates a whole list first; QEMU's emulation can
+//     leave part of a list applied);
 //   - a TCE that maps memory must point at guest RAM.
 // On the fast path nothing allocates and nothing faults: a missing table
 // level or a list page that would have to be faulted in gives too_hard with

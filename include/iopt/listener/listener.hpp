@@ -139,8 +139,17 @@ public:
       return;
     }
     const held_range part = trim(s.first, s.size, s.host, s.backing, s.region, true);
-    if (part.size != 0)
-      visible_[part.first.value()] = visible_part{part, s.region, whole_region(s)};
+    if (part.size == 0)
+      return;
+    if constexpr (by_region) {
+      region_view& v = regions_[s.region];
+      ++v.visible_parts;
+      v.extent = whole_region(s);
+      changed_.regions.push_back(s.region);
+    } else {
+      visible_[part.first.value()] = part;
+      changed_.cover(part);
+    }
   }
 
   void section_removed(const flat_section& s) override {
@@ -151,27 +160,33 @@ public:
       return;
     }
     const held_range part = trim(s.first, s.size, s.host, s.backing, s.region, false);
-    if (part.size != 0)
+    if (part.size == 0)
+      return;
+    if constexpr (by_region) {
+      if (const auto it = regions_.find(s.region);
+          it != regions_.end() && --it->second.visible_parts == 0)
+        regions_.erase(it);
+      changed_.regions.push_back(s.region);
+    } else {
       visible_.erase(part.first.value());
+      changed_.cover(part);
+    }
   }
 
-  // What is held but no longer wanted goes.
-  void commit_removals() override {
-    wanted_ = wanted();
-    apply(missing_from(held_, wanted_), failed_removals_, false, true);
-  }
+  // What is held but no longer wanted goes (only where this change touched).
+  void commit_removals() override { remove_unwanted(false); }
   // What is wanted but not held yet comes.
-  void commit_additions() override {
-    apply(missing_from(wanted_, held_), failed_additions_, false, false);
-    wanted_.clear();
-  }
+  void commit_additions() override { add_wanted(false); }
   // Tries again what failed before (a commit leaves it alone, so that one
-  // failure is reported once): removals, then additions.
+  // failure is reported once), over everything: removals, then additions.
   void retry() {
-    wanted_ = wanted();
-    apply(missing_from(held_, wanted_), failed_removals_, true, true);
-    apply(missing_from(wanted_, held_), failed_additions_, true, false);
-    wanted_.clear();
+    changed_ = scope{0, UINT64_MAX, {}};
+    for (const auto& [id, v] : regions_)
+      changed_.regions.push_back(id);
+    for (const auto& [key, r] : held_)
+      changed_.regions.push_back(key);
+    remove_unwanted(true);
+    add_wanted(true);
   }
 
   // What the sink holds now.
@@ -179,33 +194,75 @@ public:
   [[nodiscard]] const Granularity& granularity() const noexcept { return granularity_; }
 
 private:
-  struct visible_part {
-    held_range part;
-    std::uint64_t region = 0;
-    held_range region_part; // the aligned part of the whole region
+  // Where a change touched: guest bytes [first, last] (unit ranges) or
+  // region ids (unit regions). Commits compare wanted and held only there,
+  // so a change costs what it touches, not what the map holds.
+  struct scope {
+    std::uint64_t first = UINT64_MAX, last = 0;
+    std::vector<std::uint64_t> regions;
+    void cover(const held_range& r) {
+      first = std::min(first, r.first.value());
+      last = std::max(last, r.last());
+    }
+  };
+  struct region_view {
+    std::uint64_t visible_parts = 0;
+    held_range extent; // the aligned part of the whole region
   };
 
-  held_range whole_region(const flat_section& s) {
-    if constexpr (by_region) {
-      const ua region_host = s.host - (s.first - s.region_first);
-      return trim(s.region_first, s.region_size, region_host, s.backing, s.region, false);
-    } else {
-      return {};
-    }
+  void remove_unwanted(bool retrying) {
+    wanted_ = wanted_in(changed_);
+    apply(missing_from(held_in(changed_), wanted_), failed_removals_, retrying, true);
+  }
+  void add_wanted(bool retrying) {
+    apply(missing_from(wanted_, held_in(changed_)), failed_additions_, retrying, false);
+    wanted_.clear();
+    changed_ = {};
   }
 
-  // What the sink should hold now.
-  range_map wanted() const {
+  held_range whole_region(const flat_section& s) {
+    const ua region_host = s.host - (s.first - s.region_first);
+    return trim(s.region_first, s.region_size, region_host, s.backing, s.region, false);
+  }
+
+  // What the sink should hold within `where`.
+  range_map wanted_in(const scope& where) const {
     range_map want;
     if constexpr (by_region) {
-      for (const auto& [first, v] : visible_)
-        if (v.region_part.size != 0)
-          want.emplace(v.region, v.region_part);
+      for (std::uint64_t id : where.regions)
+        if (const auto it = regions_.find(id); it != regions_.end())
+          want[id] = it->second.extent;
     } else {
-      for (const auto& [first, v] : visible_)
-        merge_in(want, v.part);
+      for_each_within(visible_, where, [&](const held_range& r) { merge_in(want, r); });
     }
     return want;
+  }
+  // What the sink holds within `where`.
+  range_map held_in(const scope& where) const {
+    range_map held;
+    if constexpr (by_region) {
+      for (std::uint64_t id : where.regions)
+        if (const auto it = held_.find(id); it != held_.end())
+          held[id] = it->second;
+    } else {
+      for_each_within(held_, where, [&](const held_range& r) { held[r.first.value()] = r; });
+    }
+    return held;
+  }
+  // Calls f with each range of the guest-keyed map `m` cut to `where`.
+  template <class F>
+  static void for_each_within(const range_map& m, const scope& where, F&& f) {
+    if (where.first > where.last)
+      return;
+    auto it = m.upper_bound(where.first);
+    if (it != m.begin())
+      --it;
+    for (; it != m.end() && it->first <= where.last; ++it) {
+      const held_range& r = it->second;
+      if (r.last() < where.first)
+        continue;
+      f(slice(r, std::max(r.first.value(), where.first), std::min(r.last(), where.last)));
+    }
   }
 
   // The parts of `from` that `to` does not hold with the same host address
@@ -354,9 +411,10 @@ private:
 
   Granularity granularity_;
   Sink* sink_;
-  std::map<std::uint64_t, visible_part>
-      visible_; // aligned parts of wanted sections, by guest address
+  range_map visible_; // unit ranges: aligned parts of wanted sections, by guest address
+  std::map<std::uint64_t, region_view> regions_; // unit regions: by region id
   range_map held_;
+  scope changed_;    // since the last commit
   range_map wanted_; // between commit_removals and commit_additions
   std::vector<keyed_range> failed_removals_, failed_additions_;
 };
