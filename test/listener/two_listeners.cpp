@@ -43,6 +43,7 @@ struct unmap_log {
 };
 
 struct world {
+  unmap_log unmaps; // first: the container reports to it until the container goes
   simulated_backend backend{16, frame_layout::scattered};
   counted_accounting pins{std::uint64_t{1} << 40}, tables{std::uint64_t{1} << 40};
   registry_type registry{backend, pins};
@@ -53,7 +54,6 @@ struct world {
   memory_listener<page_64k, prereg_sink<registry_type>> prereg_listener{page_64k{}, prereg, 0};
   memory_listener<page_4k, dma_sink<container_type>> dma_listener{page_4k{}, dma, 10};
   memory_map map;
-  unmap_log unmaps;
 
   explicit world(bool prereg_first) {
     container.set_change_hook(dma_change_hook{&unmap_log::record, &unmaps});
