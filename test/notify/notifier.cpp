@@ -135,3 +135,33 @@ TEST_CASE("the container reports through notifiers") {
   CHECK(log.events[1].type == iommu_event::kind::unmap);
   CHECK(registry.unregister_region(memory, std::uint64_t{1} << 30) == status::ok);
 }
+
+TEST_CASE("a notifier that comes late gets a replay of a container window") {
+  simulated_backend backend{16};
+  unlimited_accounting pins, tables;
+  prereg_registry<simulated_backend, unlimited_accounting> registry(backend, pins);
+  preregistered<decltype(registry)> strategy(registry);
+  dma_container<decltype(strategy), unlimited_accounting, config_4k, config_huge_window> container(
+      strategy, tables);
+  const ua memory{0x40'0000'0000};
+  REQUIRE(container.register_memory(memory, std::uint64_t{1} << 24) == status::ok);
+  REQUIRE(container.create_window(16, 47));
+  const ioba huge{huge_window_bus_offset};
+  REQUIRE(container.map_dma(huge, memory, 16 * page, permission::read) == status::ok);
+  REQUIRE(container.map_dma(huge + 100 * page, memory + 32 * page, 4 * page,
+                            permission::read_write) == status::ok);
+  REQUIRE(container.map_dma(ioba{0x1000}, memory, 0x1000, permission::write) == status::ok);
+  event_log log;
+  callback_notifier late(log.callback());
+  REQUIRE(replay_window(container, huge, late) == status::ok);
+  REQUIRE(log.events.size() == 2); // two runs, the default window's mapping not among them
+  CHECK(log.events[0].run ==
+        mapped_run{huge, backend.translate(memory)->value(), 16, permission::read});
+  CHECK(log.events[1].run == mapped_run{huge + 100 * page,
+                                        backend.translate(memory + 32 * page)->value(), 4,
+                                        permission::read_write});
+  CHECK(replay_window(container, ioba{0}, late) == status::ok);
+  CHECK(log.events.size() == 3);
+  CHECK(replay_window(container, ioba{0x1000}, late) == status::not_found);
+  (void)container.reset();
+}

@@ -221,6 +221,8 @@ private:
   }
 
   held_range whole_region(const flat_section& s) {
+    if (s.region_size == 0) // a section made by hand, without its region: the section itself
+      return trim(s.first, s.size, s.host, s.backing, s.region, false);
     const ua region_host = s.host - (s.first - s.region_first);
     return trim(s.region_first, s.region_size, region_host, s.backing, s.region, false);
   }

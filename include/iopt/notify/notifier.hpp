@@ -67,6 +67,16 @@ void replay(const Table& table, iommu_notifier& n) {
   });
 }
 
+// Replays every mapping of the container window that starts at
+// `window_start` to `n` (a notifier attached after the window was filled);
+// not_found when no window starts there.
+template <class Container>
+status replay_window(const Container& container, ioba window_start, iommu_notifier& n) {
+  return container.for_each_run(window_start, [&](const mapped_run& run) {
+    n.notify(iommu_event{iommu_event::kind::map, run});
+  });
+}
+
 class notifier_list {
 public:
   notifier_list() noexcept = default;
