@@ -110,13 +110,21 @@ TEST_CASE("the hypercall front end reports through notifiers: one event per run,
   CHECK(log.events[2].run.pages == std::uint64_t{1} << 20);
 }
 
-TEST_CASE("the container reports through notifiers") {
+namespace {
+// A v2 container over simulated memory.
+struct container_world {
   simulated_backend backend{16};
   unlimited_accounting pins, tables;
-  prereg_registry<simulated_backend, unlimited_accounting> registry(backend, pins);
-  preregistered<decltype(registry)> strategy(registry);
-  dma_container<decltype(strategy), unlimited_accounting, config_4k, config_huge_window> container(
-      strategy, tables);
+  prereg_registry<simulated_backend, unlimited_accounting> registry{backend, pins};
+  preregistered<prereg_registry<simulated_backend, unlimited_accounting>> strategy{registry};
+  dma_container<decltype(strategy), unlimited_accounting, config_4k, config_huge_window> container{
+      strategy, tables};
+};
+} // namespace
+
+TEST_CASE("the container reports through notifiers") {
+  container_world w;
+  auto& [backend, pins, tables, registry, strategy, container] = w;
   notifier_list list;
   event_log log;
   callback_notifier n(log.callback());
@@ -137,12 +145,9 @@ TEST_CASE("the container reports through notifiers") {
 }
 
 TEST_CASE("a notifier that comes late gets a replay of a container window") {
-  simulated_backend backend{16};
-  unlimited_accounting pins, tables;
-  prereg_registry<simulated_backend, unlimited_accounting> registry(backend, pins);
-  preregistered<decltype(registry)> strategy(registry);
-  dma_container<decltype(strategy), unlimited_accounting, config_4k, config_huge_window> container(
-      strategy, tables);
+  container_world w;
+  auto& container = w.container;
+  auto& backend = w.backend;
   const ua memory{0x40'0000'0000};
   REQUIRE(container.register_memory(memory, std::uint64_t{1} << 24) == status::ok);
   REQUIRE(container.create_window(16, 47));

@@ -198,19 +198,32 @@ struct model {
     return 0;
   }
 
-  int map(std::uint64_t iova, std::uint64_t ua, std::uint64_t size, permission perm) {
-    if (!V2 && !enabled)
-      return EPERM;
+  // The window that holds all of [iova, iova + size), or the errno refusing
+  // the range (the default window is made first, as the driver does).
+  int locate(std::uint64_t iova, std::uint64_t size, model_window*& found) {
     materialize_default();
     const int w = window_of(iova);
     if (w < 0)
       return ENXIO;
-    model_window& win = windows[w];
-    const std::uint64_t page = one << win.shift;
+    found = &windows[w];
+    const std::uint64_t page = one << found->shift;
     if (iova % page != 0 || size % page != 0)
       return EINVAL;
-    if (size - 1 > win.start + win.bytes - 1 - iova)
-      return ENXIO;
+    if (size - 1 > found->start + found->bytes - 1 - iova)
+      return ENXIO; // past the window's end (iopt checks every page)
+    return 0;
+  }
+
+  int map(std::uint64_t iova, std::uint64_t ua, std::uint64_t size, permission perm) {
+    if (!V2 && !enabled)
+      return EPERM;
+    if (size == 0)
+      return EINVAL;
+    model_window* found = nullptr;
+    if (const int e = locate(iova, size, found); e != 0)
+      return e;
+    model_window& win = *found;
+    const std::uint64_t page = one << win.shift;
     if (ua % page != 0)
       return EINVAL;
     for (std::uint64_t off = 0; off < size; off += page)
@@ -243,16 +256,11 @@ struct model {
       return EPERM;
     if (size == 0)
       return EINVAL;
-    materialize_default();
-    const int w = window_of(iova);
-    if (w < 0)
-      return ENXIO;
-    model_window& win = windows[w];
+    model_window* found = nullptr;
+    if (const int e = locate(iova, size, found); e != 0)
+      return e;
+    model_window& win = *found;
     const std::uint64_t page = one << win.shift;
-    if (iova % page != 0 || size % page != 0)
-      return EINVAL;
-    if (size - 1 > win.start + win.bytes - 1 - iova)
-      return ENXIO;
     for (auto it = win.entries.lower_bound(iova);
          it != win.entries.end() && it->first - iova < size;) {
       release(it->second, win.shift);
