@@ -43,8 +43,12 @@ public:
   virtual void begin() = 0;
   virtual void section_removed(const flat_section&) = 0;
   virtual void section_added(const flat_section&) = 0;
-  virtual void commit_removals() = 0;
-  virtual void commit_additions() = 0;
+  // Step 3, in descending priority, once every listener heard the change.
+  virtual void commit_removals() {}
+  // Step 4, in ascending priority; by default commit(), for a listener that
+  // acts on a change in one step.
+  virtual void commit_additions() { commit(); }
+  virtual void commit() {}
 
   [[nodiscard]] int priority() const noexcept { return priority_; }
   [[nodiscard]] bool attached() const noexcept { return linked(); }
