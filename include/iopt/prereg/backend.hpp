@@ -94,8 +94,10 @@ public:
       pins_.lower((first.value() + off) >> page_shift_);
   }
   result<hpa> translate(ua at) noexcept {
+    if (layout_ == frame_layout::contiguous)
+      return hpa{(at.value() ^ scramble) & address_mask};
     const unsigned shift = backing_page_shift(at, 1);
-    if (layout_ == frame_layout::contiguous || shift >= zone_shift)
+    if (shift >= zone_shift) // pages too large to scatter: left in place
       return hpa{(at.value() ^ scramble) & address_mask};
     const std::uint64_t unit = at.value() >> shift;
     const std::uint64_t frames_in_zone = (std::uint64_t{1} << (zone_shift - shift)) - 1;

@@ -345,14 +345,13 @@ private:
   status ensure_default() noexcept {
     if (default_made_)
       return status::ok;
-    const unsigned free_slot = first_free_slot();
-    if (free_slot == max_dma_windows)
-      return status::busy;
+    // Until the default window is made or cancelled, no window exists.
+    IOPT_ASSERT(window_count() == 0);
     auto made = make_default_window();
     if (!made)
       return made.error();
-    slots_[free_slot] = std::move(made).value();
-    is_default_[free_slot] = true;
+    slots_[0] = std::move(made).value();
+    is_default_[0] = true;
     default_made_ = true;
     return status::ok;
   }
