@@ -142,10 +142,12 @@ private:
 // requires a compound page at least as large (not_permitted otherwise: the
 // device would reach memory that is not the user's).
 //
-// Pins are counted per host page and nest: a host page stays pinned while any
-// mapping covers it, through any window. Charges follow the pins: a host page
-// is charged when its first mapping pins it and uncharged when its last
-// mapping goes, so the charge is always (host pages pinned) x (host page size).
+// Pins are counted per host page and nest: every mapping pins the host pages
+// under it once more (as the kernel takes a page reference per IOMMU page),
+// and a host page stays pinned while any mapping covers it, through any
+// window. Charges follow the pinned pages: a host page is charged when its
+// first mapping pins it and uncharged when its last mapping goes, so the
+// charge is always (distinct host pages pinned) x (host page size).
 // (The kernel charges the whole default window at enable time instead; see
 // test/BAD_INPUTS.md.) The count table allocates through Allocator before
 // anything changes, so an allocation failure is no_memory with nothing done.
@@ -160,8 +162,8 @@ public:
       : backend_(&backend), accounting_(&accounting), dirty_(dirty), pins_(std::move(alloc)) {}
 
   // Checks containment, then reserves count room, charges the host pages
-  // no mapping pins yet, pins them and translates; each step undone if a
-  // later one fails.
+  // no mapping pins yet, pins the host pages and translates; each step
+  // undone if a later one fails.
   status map_page(ua page, unsigned page_shift, permission, hpa& target) noexcept {
     if (!is_aligned(page, page_shift))
       return status::not_aligned;
@@ -180,21 +182,15 @@ public:
     if (fresh != 0)
       if (const status s = accounting_->charge(fresh << host_shift); s != status::ok)
         return s;
-    // Pin the fresh pages run by run; on failure unpin the runs done.
-    std::uint64_t pinned_upto = 0;
-    status failed = status::ok;
-    for_each_fresh_run(span, [&](std::uint64_t run_first, std::uint64_t n) {
-      if (failed != status::ok)
-        return;
-      failed = backend_->pin(ua{run_first << host_shift}, n << host_shift);
-      if (failed == status::ok)
-        pinned_upto = run_first + n - span.first;
-    });
-    const auto translated = failed == status::ok ? backend_->translate(page) : result<hpa>(failed);
+    // Every mapping pins its host pages once more, as the kernel takes a page
+    // reference per IOMMU page: the backend's count is the mappings' count.
+    const ua host_first{span.first << host_shift};
+    const std::uint64_t host_bytes = span.pages << host_shift;
+    const status pinned = backend_->pin(host_first, host_bytes);
+    const auto translated = pinned == status::ok ? backend_->translate(page) : result<hpa>(pinned);
     if (!translated) {
-      for_each_fresh_run(host_span{span.first, pinned_upto}, [&](std::uint64_t f, std::uint64_t n) {
-        backend_->unpin(ua{f << host_shift}, n << host_shift);
-      });
+      if (pinned == status::ok)
+        backend_->unpin(host_first, host_bytes);
       if (fresh != 0)
         accounting_->uncharge(fresh << host_shift);
       return translated.error();
@@ -210,11 +206,10 @@ public:
     const unsigned host_shift = backend_->host_page_shift();
     const host_span span = host_pages_of(page, page_shift, host_shift);
     std::lock_guard<std::mutex> lock(pins_lock_);
+    backend_->unpin(ua{span.first << host_shift}, span.pages << host_shift);
     for (std::uint64_t i = 0; i < span.pages; ++i)
-      if (pins_.lower(span.first + i) == 0) {
-        backend_->unpin(ua{(span.first + i) << host_shift}, std::uint64_t{1} << host_shift);
+      if (pins_.lower(span.first + i) == 0)
         accounting_->uncharge(std::uint64_t{1} << host_shift);
-      }
   }
 
   result<hpa> translate_page(ua page, unsigned) noexcept { return backend_->translate(page); }
@@ -240,24 +235,6 @@ private:
     const std::uint64_t first = page.value() >> host_shift;
     return {first, page_shift > host_shift ? std::uint64_t{1} << (page_shift - host_shift) : 1};
   }
-  // Calls f(first host page, count) for each run of pages in `span` that no
-  // mapping pins yet.
-  template <class F>
-  void for_each_fresh_run(host_span span, F&& f) const {
-    std::uint64_t i = 0;
-    while (i < span.pages) {
-      if (pins_.count(span.first + i) != 0) {
-        ++i;
-        continue;
-      }
-      std::uint64_t n = 1;
-      while (i + n < span.pages && pins_.count(span.first + i + n) == 0)
-        ++n;
-      f(span.first + i, n);
-      i += n;
-    }
-  }
-
   Backend* backend_;
   Accounting* accounting_;
   dirty_hook dirty_;
