@@ -3,6 +3,7 @@
 // what the model says is registered.
 #include "fuzz_support.hpp"
 
+#include "../prereg/support.hpp"
 #include <iopt/prereg/pinning.hpp>
 #include <iopt/table/fault_injecting_allocator.hpp>
 
@@ -75,7 +76,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     }
     case 2: {
       hpa target{};
-      const status s = strategy.map_page(ua{p * page}, 16, permission::read, target);
+      const status s = map_one(strategy, ua{p * page}, 16, permission::read, target);
       const auto it = containing(p);
       IOPT_FUZZ_CHECK((s == status::ok) == (it != model.end()));
       if (s == status::ok) {
@@ -88,7 +89,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       auto m = mapped.lower_bound(p);
       if (m == mapped.end())
         break;
-      strategy.unmap_page(ua{m->first * page}, 16, permission::read);
+      strategy.unmap_pages(ua{m->first * page}, 1, 16, permission::read);
       --containing(m->first)->second.mappings;
       if (--m->second == 0)
         mapped.erase(m);
@@ -104,7 +105,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     IOPT_FUZZ_CHECK(registry.region_count() == model.size());
   }
   while (!mapped.empty()) {
-    strategy.unmap_page(ua{mapped.begin()->first * page}, 16, permission::read);
+    strategy.unmap_pages(ua{mapped.begin()->first * page}, 1, 16, permission::read);
     if (--mapped.begin()->second == 0)
       mapped.erase(mapped.begin());
   }

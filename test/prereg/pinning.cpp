@@ -1,4 +1,5 @@
 // v1 (pin on map) against v2 (preregistered) on the same scenario, and no_pinning.
+#include "support.hpp"
 #include <iopt/prereg/pinning.hpp>
 
 #include <doctest/doctest.h>
@@ -27,11 +28,11 @@ void scenario(Strategy& s, std::vector<hpa>& targets) {
                               permission::read};
   for (int i = 0; i < 4; ++i) {
     hpa t{};
-    REQUIRE(s.map_page(pages[i], shift, perms[i], t) == status::ok);
+    REQUIRE(map_one(s, pages[i], shift, perms[i], t) == status::ok);
     targets.push_back(t);
   }
   for (int i = 3; i >= 0; --i)
-    s.unmap_page(pages[i], shift, perms[i]);
+    s.unmap_pages(pages[i], 1, shift, perms[i]);
 }
 } // namespace
 
@@ -42,17 +43,17 @@ TEST_CASE("v1 pins and charges at map time; v2 only counts mappings") {
   dirty_log dirty1;
   pin_on_map<simulated_backend, counted_accounting> v1(backend1, accounting1, dirty1.hook());
   hpa t{};
-  REQUIRE(v1.map_page(ua{0x100000}, shift, permission::read, t) == status::ok);
+  REQUIRE(map_one(v1, ua{0x100000}, shift, permission::read, t) == status::ok);
   CHECK(backend1.pinned_pages() == 1);
   CHECK(accounting1.charged() == page);
-  REQUIRE(v1.map_page(ua{0x100000}, shift, permission::read, t) == status::ok); // same page again
+  REQUIRE(map_one(v1, ua{0x100000}, shift, permission::read, t) == status::ok); // same page again
   CHECK(backend1.pinned_pages() == 1);          // one host page, pinned by both mappings
   CHECK(v1.pin_count(ua{0x100000}) == 2);       // counted twice: the pins nest
   CHECK(backend1.pin_count(ua{0x100000}) == 2); // in the backend too, as page references do
   CHECK(accounting1.charged() == page);         // the charge follows the pinned pages
-  v1.unmap_page(ua{0x100000}, shift, permission::read);
+  v1.unmap_pages(ua{0x100000}, 1, shift, permission::read);
   CHECK(backend1.pinned_pages() == 1);
-  v1.unmap_page(ua{0x100000}, shift, permission::read);
+  v1.unmap_pages(ua{0x100000}, 1, shift, permission::read);
   CHECK(backend1.pinned_pages() == 0);
   std::vector<hpa> v1_targets;
   scenario(v1, v1_targets);
@@ -67,10 +68,10 @@ TEST_CASE("v1 pins and charges at map time; v2 only counts mappings") {
   const std::uint64_t pinned_by_registration = backend2.pinned_pages();
   dirty_log dirty2;
   preregistered<decltype(registry)> v2(registry, dirty2.hook());
-  REQUIRE(v2.map_page(ua{0x110000}, shift, permission::read, t) == status::ok);
+  REQUIRE(map_one(v2, ua{0x110000}, shift, permission::read, t) == status::ok);
   CHECK(backend2.pinned_pages() == pinned_by_registration); // nothing pinned at map time
   CHECK(registry.unregister_region(ua{0x100000}, 16 * page) == status::busy);
-  v2.unmap_page(ua{0x110000}, shift, permission::read);
+  v2.unmap_pages(ua{0x110000}, 1, shift, permission::read);
   std::vector<hpa> v2_targets;
   scenario(v2, v2_targets);
   CHECK(accounting2.charged() == 16 * page);
@@ -91,10 +92,10 @@ TEST_CASE("v2 refuses memory that is not registered, or pages larger than its re
   REQUIRE(registry.register_region(ua{0x100000}, 4 * page) == status::ok);
   preregistered<decltype(registry)> v2(registry);
   hpa t{};
-  CHECK(v2.map_page(ua{0x200000}, shift, permission::read, t) == status::not_found);
-  CHECK(v2.map_page(ua{0x100000}, shift + 1, permission::read, t) ==
+  CHECK(map_one(v2, ua{0x200000}, shift, permission::read, t) == status::not_found);
+  CHECK(map_one(v2, ua{0x100000}, shift + 1, permission::read, t) ==
         status::unsupported); // 64K-backed
-  CHECK(v2.map_page(ua{0x100000 + 4 * page}, shift, permission::read, t) == status::not_found);
+  CHECK(map_one(v2, ua{0x100000 + 4 * page}, shift, permission::read, t) == status::not_found);
   CHECK(registry.unregister_region(ua{0x100000}, 4 * page) == status::ok); // no count was leaked
 }
 
@@ -103,25 +104,25 @@ TEST_CASE("v1 failures leave nothing charged or pinned") {
   counted_accounting accounting(page);
   pin_on_map<simulated_backend, counted_accounting> v1(backend, accounting);
   hpa t{};
-  REQUIRE(v1.map_page(ua{0x100000}, shift, permission::read, t) == status::ok);
-  CHECK(v1.map_page(ua{0x110000}, shift, permission::read, t) ==
+  REQUIRE(map_one(v1, ua{0x100000}, shift, permission::read, t) == status::ok);
+  CHECK(map_one(v1, ua{0x110000}, shift, permission::read, t) ==
         status::no_memory); // over the limit
   CHECK(backend.pinned_pages() == 1);
-  v1.unmap_page(ua{0x100000}, shift, permission::read);
+  v1.unmap_pages(ua{0x100000}, 1, shift, permission::read);
   backend.fail_nth_pin(1);
-  CHECK(v1.map_page(ua{0x110000}, shift, permission::read, t) == status::no_memory); // pin fails
+  CHECK(map_one(v1, ua{0x110000}, shift, permission::read, t) == status::no_memory); // pin fails
   CHECK(accounting.charged() == 0);
   CHECK(v1.pinned_pages() == 0);
-  CHECK(v1.map_page(ua{0x110001}, shift, permission::read, t) == status::not_aligned);
+  CHECK(map_one(v1, ua{0x110001}, shift, permission::read, t) == status::not_aligned);
 }
 
 TEST_CASE("no_pinning maps the user address itself and still reports dirty pages") {
   dirty_log dirty;
   no_pinning none(dirty.hook());
   hpa t{};
-  REQUIRE(none.map_page(ua{0x7000'0000}, shift, permission::read_write, t) == status::ok);
+  REQUIRE(map_one(none, ua{0x7000'0000}, shift, permission::read_write, t) == status::ok);
   CHECK(t == hpa{0x7000'0000});
-  none.unmap_page(ua{0x7000'0000}, shift, permission::read_write);
+  none.unmap_pages(ua{0x7000'0000}, 1, shift, permission::read_write);
   CHECK(dirty.pages.size() == 1);
   static_assert(!no_pinning::needs_shadow);
 }

@@ -1,4 +1,5 @@
 // The posix backend on real memory.
+#include "support.hpp"
 #include <iopt/prereg/accounting.hpp>
 #include <iopt/prereg/pinning.hpp>
 #include <iopt/prereg/posix_backend.hpp>
@@ -209,11 +210,11 @@ TEST_CASE("posix backend on transparent huge pages") {
   CHECK(backend.backing_page_shift(first, huge) == base);
   v1_posix v1(backend, accounting);
   hpa target{};
-  CHECK(v1.map_page(first, 21, permission::read, target) == status::not_permitted);
+  CHECK(map_one(v1, first, 21, permission::read, target) == status::not_permitted);
   CHECK(backend.pinned_pages() == 0);
   // IOMMU pages of the host page size over it: pins nest, targets are the
   // frames with their offsets.
-  const status s = v1.map_page(first + 0x5000, base, permission::read, target);
+  const status s = map_one(v1, first + 0x5000, base, permission::read, target);
   if (s == status::not_permitted) {
     MESSAGE("no CAP_SYS_ADMIN: frame numbers are hidden, skipped the translation checks");
     ::munmap(raw, bytes);
@@ -222,7 +223,7 @@ TEST_CASE("posix backend on transparent huge pages") {
   REQUIRE(s == status::ok);
   CHECK(target.value() == backend.translate(first + 0x5000)->value());
   hpa again{};
-  REQUIRE(v1.map_page(first + 0x5000, base, permission::read, again) == status::ok);
+  REQUIRE(map_one(v1, first + 0x5000, base, permission::read, again) == status::ok);
   CHECK(again == target);
   CHECK(v1.pin_count(first + 0x5000) == 2);
   CHECK(backend.pin_count(first + 0x5000) == 2); // nested; mlocked once
@@ -233,8 +234,8 @@ TEST_CASE("posix backend on transparent huge pages") {
   for (std::uint64_t off = 0; off < huge; off += std::uint64_t{1} << base)
     contiguous = contiguous && backend.translate(first + off)->value() == frame0 + off;
   CHECK(contiguous);
-  v1.unmap_page(first + 0x5000, base, permission::read);
-  v1.unmap_page(first + 0x5000, base, permission::read);
+  v1.unmap_pages(first + 0x5000, 1, base, permission::read);
+  v1.unmap_pages(first + 0x5000, 1, base, permission::read);
   CHECK(backend.pinned_pages() == 0);
   CHECK(accounting.charged() == 0);
   ::munmap(raw, bytes);
@@ -282,7 +283,7 @@ TEST_CASE("posix backend on hugetlbfs pages the test reserves itself") {
     }
     v1_posix v1(backend, accounting);
     hpa target{};
-    const status s = v1.map_page(first + huge, 21, permission::read_write, target);
+    const status s = map_one(v1, first + huge, 21, permission::read_write, target);
     if (s == status::not_permitted) {
       MESSAGE("no CAP_SYS_ADMIN: frame numbers are hidden, skipped the translation checks");
     } else {
@@ -291,7 +292,7 @@ TEST_CASE("posix backend on hugetlbfs pages the test reserves itself") {
       CHECK(target.value() == backend.translate(first + huge)->value());
       CHECK(backend.pinned_pages() == huge >> backend.host_page_shift());
       CHECK(accounting.charged() == huge);
-      v1.unmap_page(first + huge, 21, permission::read_write);
+      v1.unmap_pages(first + huge, 1, 21, permission::read_write);
     }
     CHECK(backend.pinned_pages() == 0);
     CHECK(accounting.charged() == 0);

@@ -6,16 +6,24 @@
 //
 // A backend B provides:
 //   unsigned b.host_page_shift() const noexcept        the system page size
-//   status b.pin(ua first, std::uint64_t bytes) noexcept
-//                       pins the host pages of a host-page-aligned range: ok,
-//                       or a failure with nothing changed. Pins nest, as the
-//                       kernel's page references do: a page stays pinned
-//                       until every pin of it is undone.
-//   void b.unpin(ua first, std::uint64_t bytes) noexcept  undoes one pin
+//   status b.pin(ua first, std::uint64_t bytes, std::uint64_t times) noexcept
+//                       pins the host pages of a host-page-aligned range
+//                       `times` times more: ok, or a failure with nothing
+//                       changed. Pins nest, as the kernel's page references
+//                       do: a page stays pinned until every pin is undone.
+//   void b.unpin(ua first, std::uint64_t bytes, std::uint64_t times) noexcept
+//                       undoes that
 //   result<hpa> b.translate(ua at) noexcept    the host physical address of
 //                       the byte at `at`, inside a pinned host page: that
 //                       page's frame plus the offset of `at` in it (so an
 //                       IOMMU page smaller than the host page keeps its place)
+//   status b.translate_runs(ua first, std::uint64_t bytes, Sink&& sink) noexcept
+//                       the same for a whole range of pinned memory at once,
+//                       as maximal runs of physically contiguous bytes:
+//                       sink(const frame_run&) for each, in ascending order,
+//                       together covering the range exactly. A failure (the
+//                       status translate would give) may come after some
+//                       runs were reported.
 //   unsigned b.backing_page_shift(ua first, std::uint64_t bytes) noexcept
 //                       the smallest page that backs the range as one
 //                       physically contiguous unit: the system page, or a
@@ -31,6 +39,7 @@
 #include <cstdint>
 #include <iterator>
 #include <map>
+#include <utility>
 
 #include <iopt/addr/address.hpp>
 #include <iopt/addr/align.hpp>
@@ -40,16 +49,60 @@
 
 namespace iopt {
 
+// Bytes [first, first + bytes) of user memory lie at [target, target + bytes)
+// of host physical memory.
+struct frame_run {
+  ua first{};
+  hpa target{};
+  std::uint64_t bytes = 0;
+  friend bool operator==(const frame_run&, const frame_run&) = default;
+};
+
+namespace detail {
+// The sink the concept checks translate_runs with.
+struct frame_run_sink {
+  void operator()(const frame_run&) const noexcept {}
+};
+
+// Joins the pieces a backend finds into maximal runs: add() each piece in
+// order, then finish().
+template <class Sink>
+class frame_run_joiner {
+public:
+  explicit frame_run_joiner(Sink& sink) noexcept : sink_(&sink) {}
+  void add(ua first, hpa target, std::uint64_t bytes) {
+    if (run_.bytes != 0 && run_.target.value() + run_.bytes == target.value()) {
+      run_.bytes += bytes;
+      return;
+    }
+    finish();
+    run_ = frame_run{first, target, bytes};
+  }
+  void finish() {
+    if (run_.bytes != 0)
+      (*sink_)(std::as_const(run_));
+    run_.bytes = 0;
+  }
+
+private:
+  Sink* sink_;
+  frame_run run_{};
+};
+} // namespace detail
+
 template <class B>
-concept pinning_backend = requires(B& b, const B& cb, ua addr, std::uint64_t bytes) {
+concept pinning_backend = requires(B& b, const B& cb, ua addr, std::uint64_t bytes,
+                                   detail::frame_run_sink sink) {
   { cb.host_page_shift() }
   noexcept->std::same_as<unsigned>;
-  { b.pin(addr, bytes) }
+  { b.pin(addr, bytes, bytes) }
   noexcept->std::same_as<status>;
-  { b.unpin(addr, bytes) }
+  { b.unpin(addr, bytes, bytes) }
   noexcept;
   { b.translate(addr) }
   noexcept->std::same_as<result<hpa>>;
+  { b.translate_runs(addr, bytes, sink) }
+  noexcept->std::same_as<status>;
   { b.backing_page_shift(addr, bytes) }
   noexcept->std::same_as<unsigned>;
 };
@@ -77,35 +130,58 @@ public:
 
   unsigned host_page_shift() const noexcept { return page_shift_; }
 
-  status pin(ua first, std::uint64_t bytes) noexcept {
+  status pin(ua first, std::uint64_t bytes, std::uint64_t times = 1) noexcept {
     ++pin_calls_;
     if (fail_pin_at_ != 0 && pin_calls_ == fail_pin_at_)
       return status::no_memory;
     if (plan_ != nullptr && plan_->next_point_fails())
       return status::no_memory;
-    if (!pins_.reserve(static_cast<std::size_t>(bytes >> page_shift_)))
+    if (!pins_.reserve(first.value() >> page_shift_, bytes >> page_shift_))
       return status::no_memory;
-    for (std::uint64_t off = 0; off < bytes; off += page_bytes())
-      pins_.raise((first.value() + off) >> page_shift_);
+    pins_.raise(first.value() >> page_shift_, bytes >> page_shift_, times);
     return status::ok;
   }
-  void unpin(ua first, std::uint64_t bytes) noexcept {
-    for (std::uint64_t off = 0; off < bytes; off += page_bytes())
-      pins_.lower((first.value() + off) >> page_shift_);
+  void unpin(ua first, std::uint64_t bytes, std::uint64_t times = 1) noexcept {
+    pins_.lower(first.value() >> page_shift_, bytes >> page_shift_, times);
   }
   result<hpa> translate(ua at) noexcept {
     if (layout_ == frame_layout::contiguous)
       return hpa{(at.value() ^ scramble) & address_mask};
-    const unsigned shift = backing_page_shift(at, 1);
-    if (shift >= zone_shift) // pages too large to scatter: left in place
-      return hpa{(at.value() ^ scramble) & address_mask};
-    const std::uint64_t unit = at.value() >> shift;
-    const std::uint64_t frames_in_zone = (std::uint64_t{1} << (zone_shift - shift)) - 1;
-    // An odd multiplier permutes the frame numbers of one zone; each page
-    // size has its own zone, so frames of different sizes never collide.
-    const std::uint64_t frame = (unit * 0x9e3779b97f4a7c15ULL) & frames_in_zone;
-    return hpa{(std::uint64_t{shift} << zone_shift) | (frame << shift) |
-               (at.value() & ((std::uint64_t{1} << shift) - 1))};
+    return frame_of(at.value(), backing_at(at.value()).shift);
+  }
+  template <class Sink>
+  status translate_runs(ua first, std::uint64_t bytes, Sink&& sink) noexcept {
+    detail::frame_run_joiner<std::remove_reference_t<Sink>> join(sink);
+    std::uint64_t at = first.value();
+    for (std::uint64_t left = bytes; left != 0;) {
+      // A stretch where frames follow a rule: a GiB of the contiguous
+      // layout, or memory backed by pages of one size.
+      std::uint64_t stretch = 0;
+      unsigned shift = 0;
+      if (layout_ == frame_layout::contiguous) {
+        shift = 30;
+        stretch = (std::uint64_t{1} << 30) - (at & ((std::uint64_t{1} << 30) - 1));
+      } else {
+        const backing b = backing_at(at);
+        shift = b.shift;
+        stretch = b.end - at; // 0: up to 2^64
+      }
+      const std::uint64_t n = stretch == 0 ? left : std::min(left, stretch);
+      if (layout_ == frame_layout::contiguous || shift >= zone_shift) {
+        join.add(ua{at}, hpa{(at ^ scramble) & address_mask}, n);
+      } else {
+        const std::uint64_t unit = std::uint64_t{1} << shift;
+        for (std::uint64_t done = 0; done < n;) {
+          const std::uint64_t piece = std::min(n - done, unit - ((at + done) & (unit - 1)));
+          join.add(ua{at + done}, frame_of(at + done, shift), piece);
+          done += piece;
+        }
+      }
+      at += n;
+      left -= n;
+    }
+    join.finish();
+    return status::ok;
   }
   unsigned backing_page_shift(ua first, std::uint64_t bytes) noexcept {
     const std::uint64_t last = first.value() + (bytes == 0 ? 0 : bytes - 1);
@@ -156,12 +232,38 @@ private:
   static constexpr std::uint64_t scramble = std::uint64_t{0x5a5a5} << 30;
   static constexpr std::uint64_t address_mask = (std::uint64_t{1} << 52) - 1;
   static constexpr unsigned zone_shift = 44; // frames of one page size: below 2^44
-  std::uint64_t page_bytes() const noexcept { return std::uint64_t{1} << page_shift_; }
-
   struct huge_range {
     std::uint64_t bytes;
     unsigned shift;
   };
+  // The page size backing the byte at `at`, and where memory of that page
+  // size ends (0: at 2^64).
+  struct backing {
+    unsigned shift;
+    std::uint64_t end;
+  };
+  backing backing_at(std::uint64_t at) const noexcept {
+    auto it = huge_.upper_bound(at);
+    const std::uint64_t next = it == huge_.end() ? 0 : it->first;
+    if (it != huge_.begin()) {
+      --it;
+      if (at - it->first < it->second.bytes)
+        return {it->second.shift, it->first + it->second.bytes};
+    }
+    return {page_shift_, next};
+  }
+  // The scattered layout's frame for the byte at `at` in a page of 2^shift.
+  static hpa frame_of(std::uint64_t at, unsigned shift) noexcept {
+    if (shift >= zone_shift) // pages too large to scatter: left in place
+      return hpa{(at ^ scramble) & address_mask};
+    const std::uint64_t unit = at >> shift;
+    const std::uint64_t frames_in_zone = (std::uint64_t{1} << (zone_shift - shift)) - 1;
+    // An odd multiplier permutes the frame numbers of one zone; each page
+    // size has its own zone, so frames of different sizes never collide.
+    const std::uint64_t frame = (unit * 0x9e3779b97f4a7c15ULL) & frames_in_zone;
+    return hpa{(std::uint64_t{shift} << zone_shift) | (frame << shift) |
+               (at & ((std::uint64_t{1} << shift) - 1))};
+  }
 
   unsigned page_shift_;
   frame_layout layout_;

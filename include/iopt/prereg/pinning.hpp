@@ -13,24 +13,32 @@
 //   no_pinning     nothing to pin: the user address is the device address
 //                  (simulators, identity-mapped test setups).
 //
-// A strategy S provides:
+// A strategy S works on ranges of IOMMU pages (one map_dma of a gigabyte is
+// one call, not 16384) and provides:
 //   static constexpr bool needs_shadow
 //       whether the table must remember, per entry, the user address it
 //       mapped (what unmap must undo); false means no shadow is kept.
-//   status s.map_page(ua page, unsigned page_shift, permission, hpa& target) noexcept
-//       ok with the target to write into the TCE, or a status with nothing
-//       pinned, charged or counted.
-//   void s.unmap_page(ua page, unsigned page_shift, permission) noexcept
-//       undoes map_page; a writable page is reported dirtied first.
-//   result<hpa> s.translate_page(ua page, unsigned page_shift) noexcept
-//       the target of a page map_page already accepted, with no side effect
-//       (so a caller can pin a whole range first and write it afterwards).
+//   status s.map_pages(ua first, std::uint64_t pages, unsigned page_shift,
+//                      permission, hpa& highest) noexcept
+//       every fallible step of mapping `pages` IOMMU pages of 2^page_shift
+//       bytes from `first` (pinning, charging, counting, translating): ok
+//       with the highest target byte, every page's target aligned to its
+//       size, or a status with nothing pinned, charged or counted.
+//   void s.for_each_target(ua first, std::uint64_t pages, unsigned page_shift,
+//                          OnRun&& on_run) noexcept
+//       the targets of pages map_pages accepted, with no side effect:
+//       on_run(std::uint64_t page index, hpa target, std::uint64_t pages) for
+//       each run of pages whose targets are consecutive, in order.
+//   void s.unmap_pages(ua first, std::uint64_t pages, unsigned page_shift,
+//                      permission) noexcept
+//       undoes map_pages for any run of pages it mapped (not necessarily
+//       in the same pieces); writable pages are reported dirtied first.
+//       permission::none undoes a map that never became visible.
 //
-// Dirty pages: a device that could write a page may have written it, so
-// live migration must copy it again. The dirty hook hears of every writable
-// mapping when it is released.
 #pragma once
 
+#include <algorithm>
+#include <array>
 #include <cstdint>
 #include <mutex>
 #include <utility>
@@ -52,16 +60,24 @@ enum class memory_model : std::uint8_t {
   unpinned,         // nothing to enable or register
 };
 
+namespace detail {
+// The callable the concept checks for_each_target with.
+struct target_run_sink {
+  void operator()(std::uint64_t, hpa, std::uint64_t) const noexcept {}
+};
+} // namespace detail
+
 template <class S>
-concept pinning_strategy = requires(S& s, ua page, unsigned shift, permission perm, hpa& target) {
+concept pinning_strategy = requires(S& s, ua first, std::uint64_t pages, unsigned shift,
+                                    permission perm, hpa& highest, detail::target_run_sink sink) {
   { S::needs_shadow } -> std::convertible_to<bool>;
   { S::model } -> std::convertible_to<memory_model>;
-  { s.map_page(page, shift, perm, target) }
+  { s.map_pages(first, pages, shift, perm, highest) }
   noexcept->std::same_as<status>;
-  { s.unmap_page(page, shift, perm) }
+  { s.for_each_target(first, pages, shift, sink) }
   noexcept;
-  { s.translate_page(page, shift) }
-  noexcept->std::same_as<result<hpa>>;
+  { s.unmap_pages(first, pages, shift, perm) }
+  noexcept;
 };
 
 // Where dirtied pages are reported: a plain function and its context, so
@@ -82,19 +98,26 @@ public:
   static constexpr memory_model model = memory_model::unpinned;
   explicit no_pinning(dirty_hook dirty = {}) noexcept : dirty_(dirty) {}
 
-  status map_page(ua page, unsigned, permission, hpa& target) noexcept {
-    target = hpa{page.value()};
+  status map_pages(ua first, std::uint64_t pages, unsigned page_shift, permission,
+                   hpa& highest) noexcept {
+    highest = hpa{first.value() + ((pages << page_shift) - 1)};
     return status::ok;
   }
-  void unmap_page(ua page, unsigned page_shift, permission perm) noexcept {
-    dirty_(page, std::uint64_t{1} << page_shift, perm);
+  template <class OnRun>
+  void for_each_target(ua first, std::uint64_t pages, unsigned, OnRun&& on_run) noexcept {
+    on_run(std::uint64_t{0}, hpa{first.value()}, pages);
   }
-  result<hpa> translate_page(ua page, unsigned) noexcept { return hpa{page.value()}; }
+  void unmap_pages(ua first, std::uint64_t pages, unsigned page_shift, permission perm) noexcept {
+    dirty_(first, pages << page_shift, perm);
+  }
 
 private:
   dirty_hook dirty_;
 };
 
+// v2. A map takes one use of its region per page, all of a region's pages
+// at once (a call may span adjacent regions), and its targets come from the
+// translation the region took at registration, run by run.
 template <class Registry>
 class preregistered {
 public:
@@ -103,29 +126,39 @@ public:
   explicit preregistered(Registry& registry, dirty_hook dirty = {}) noexcept
       : registry_(&registry), dirty_(dirty) {}
 
-  // not_found when the page is not registered memory; unsupported when its
+  // not_found when a page is not registered memory; unsupported when its
   // region cannot back pages this large.
-  status map_page(ua page, unsigned page_shift, permission, hpa& target) noexcept {
-    const std::uint64_t bytes = std::uint64_t{1} << page_shift;
-    const auto region = registry_->acquire(page, bytes);
-    if (!region)
-      return region.error();
-    const auto translated = registry_->translate(**region, page, page_shift);
-    if (!translated) {
-      registry_->release(*region);
-      return translated.error();
+  status map_pages(ua first, std::uint64_t pages, unsigned page_shift, permission,
+                   hpa& highest) noexcept {
+    const std::uint64_t bytes = pages << page_shift;
+    std::uint64_t top = 0;
+    for (std::uint64_t done = 0; done < bytes;) {
+      std::uint64_t span = 0;
+      const auto region =
+          registry_->acquire_pages(ua{first.value() + done}, bytes - done, page_shift, span);
+      if (!region) {
+        if (done != 0)
+          registry_->release_pages(first, done, page_shift);
+        return region.error();
+      }
+      top = std::max(top, (*region)->highest_target().value());
+      done += span;
     }
-    target = *translated;
+    highest = hpa{top};
     return status::ok;
   }
-  void unmap_page(ua page, unsigned page_shift, permission perm) noexcept {
-    const std::uint64_t bytes = std::uint64_t{1} << page_shift;
-    dirty_(page, bytes, perm);
-    [[maybe_unused]] const status s = registry_->release(page, bytes);
-    IOPT_ASSERT(s == status::ok);
+  template <class OnRun>
+  void for_each_target(ua first, std::uint64_t pages, unsigned page_shift,
+                       OnRun&& on_run) noexcept {
+    registry_->for_each_frame_run(first, pages << page_shift, page_shift,
+                                  [&](const frame_run& run) {
+                                    on_run((run.first.value() - first.value()) >> page_shift,
+                                           run.target, run.bytes >> page_shift);
+                                  });
   }
-  result<hpa> translate_page(ua page, unsigned page_shift) noexcept {
-    return registry_->translate(page, page_shift);
+  void unmap_pages(ua first, std::uint64_t pages, unsigned page_shift, permission perm) noexcept {
+    dirty_(first, pages << page_shift, perm);
+    registry_->release_pages(first, pages << page_shift, page_shift);
   }
 
   [[nodiscard]] Registry& registry() noexcept { return *registry_; }
@@ -162,57 +195,88 @@ public:
       : backend_(&backend), accounting_(&accounting), dirty_(dirty), pins_(std::move(alloc)) {}
 
   // Checks containment, then reserves count room, charges the host pages
-  // no mapping pins yet, pins the host pages and translates; each step
-  // undone if a later one fails.
-  status map_page(ua page, unsigned page_shift, permission, hpa& target) noexcept {
-    if (!is_aligned(page, page_shift))
+  // no mapping pins yet (one charge for the call), pins the host pages and
+  // translates the range; each step undone if a later one fails.
+  status map_pages(ua first, std::uint64_t pages, unsigned page_shift, permission,
+                   hpa& highest) noexcept {
+    if (!is_aligned(first, page_shift))
       return status::not_aligned;
     const unsigned host_shift = backend_->host_page_shift();
-    const std::uint64_t bytes = std::uint64_t{1} << page_shift;
-    if (page_shift > host_shift && backend_->backing_page_shift(page, bytes) < page_shift)
-      return status::not_permitted; // no one huge page holds the whole IOMMU page
-    const host_span span = host_pages_of(page, page_shift, host_shift);
+    const std::uint64_t bytes = pages << page_shift;
+    if (page_shift > host_shift && backend_->backing_page_shift(first, bytes) < page_shift)
+      return status::not_permitted; // no one huge page holds each IOMMU page
+    const host_pins plan = host_pins_of(first, bytes, page_shift, host_shift);
 
     std::lock_guard<std::mutex> lock(pins_lock_);
-    std::uint64_t fresh = 0; // host pages no mapping pins yet
-    for (std::uint64_t i = 0; i < span.pages; ++i)
-      fresh += pins_.count(span.first + i) == 0 ? 1u : 0u;
-    if (!pins_.reserve(static_cast<std::size_t>(fresh)))
+    if (!pins_.reserve(plan.first, plan.pages))
       return status::no_memory;
+    const std::uint64_t fresh = pins_.uncounted(plan.first, plan.pages); // no mapping pins them yet
     if (fresh != 0)
-      if (const status s = accounting_->charge(fresh << host_shift); s != status::ok)
+      if (const status s = accounting_->charge(fresh << host_shift); s != status::ok) {
+        pins_.trim(plan.first, plan.pages);
         return s;
-    // Every mapping pins its host pages once more, as the kernel takes a page
-    // reference per IOMMU page: the backend's count is the mappings' count.
-    const ua host_first{span.first << host_shift};
-    const std::uint64_t host_bytes = span.pages << host_shift;
-    const status pinned = backend_->pin(host_first, host_bytes);
-    const auto translated = pinned == status::ok ? backend_->translate(page) : result<hpa>(pinned);
-    if (!translated) {
-      if (pinned == status::ok)
-        backend_->unpin(host_first, host_bytes);
+      }
+    auto undo = [&](std::size_t pinned) {
+      for (std::size_t i = 0; i < pinned; ++i)
+        unpin(plan.pieces[i], host_shift);
       if (fresh != 0)
         accounting_->uncharge(fresh << host_shift);
-      return translated.error();
+      pins_.trim(plan.first, plan.pages);
+    };
+    // Every mapping pins its host pages once more, as the kernel takes a page
+    // reference per IOMMU page: the backend's count is the mappings' count.
+    for (std::size_t i = 0; i < plan.count; ++i) {
+      const piece& p = plan.pieces[i];
+      if (const status s = backend_->pin(ua{p.first << host_shift}, p.pages << host_shift, p.times);
+          s != status::ok) {
+        undo(i);
+        return s;
+      }
     }
-    for (std::uint64_t i = 0; i < span.pages; ++i)
-      pins_.raise(span.first + i);
-    target = *translated;
+    // Every page must have a target it can start at, and none may straddle
+    // two runs: checked now, while nothing is visible.
+    std::uint64_t top = 0;
+    bool aligned = true;
+    const status translated = backend_->translate_runs(first, bytes, [&](const frame_run& run) {
+      aligned = aligned && is_aligned(run.first, page_shift) &&
+                is_aligned(run.target, page_shift) && is_aligned(run.bytes, page_shift);
+      top = std::max(top, run.target.value() + (run.bytes - 1));
+    });
+    if (translated != status::ok || !aligned) {
+      undo(plan.count);
+      return translated != status::ok ? translated : status::hardware_error;
+    }
+    for (std::size_t i = 0; i < plan.count; ++i)
+      pins_.raise(plan.pieces[i].first, plan.pieces[i].pages, plan.pieces[i].times);
+    highest = hpa{top};
     return status::ok;
   }
 
-  void unmap_page(ua page, unsigned page_shift, permission perm) noexcept {
-    dirty_(page, std::uint64_t{1} << page_shift, perm);
-    const unsigned host_shift = backend_->host_page_shift();
-    const host_span span = host_pages_of(page, page_shift, host_shift);
-    std::lock_guard<std::mutex> lock(pins_lock_);
-    backend_->unpin(ua{span.first << host_shift}, span.pages << host_shift);
-    for (std::uint64_t i = 0; i < span.pages; ++i)
-      if (pins_.lower(span.first + i) == 0)
-        accounting_->uncharge(std::uint64_t{1} << host_shift);
+  template <class OnRun>
+  void for_each_target(ua first, std::uint64_t pages, unsigned page_shift,
+                       OnRun&& on_run) noexcept {
+    [[maybe_unused]] const status s =
+        backend_->translate_runs(first, pages << page_shift, [&](const frame_run& run) {
+          on_run((run.first.value() - first.value()) >> page_shift, run.target,
+                 run.bytes >> page_shift);
+        });
+    IOPT_ASSERT(s == status::ok); // map_pages translated the same pinned pages
   }
 
-  result<hpa> translate_page(ua page, unsigned) noexcept { return backend_->translate(page); }
+  void unmap_pages(ua first, std::uint64_t pages, unsigned page_shift, permission perm) noexcept {
+    const std::uint64_t bytes = pages << page_shift;
+    dirty_(first, bytes, perm);
+    const unsigned host_shift = backend_->host_page_shift();
+    const host_pins plan = host_pins_of(first, bytes, page_shift, host_shift);
+    std::lock_guard<std::mutex> lock(pins_lock_);
+    std::uint64_t gone = 0; // host pages whose last mapping this was
+    for (std::size_t i = 0; i < plan.count; ++i) {
+      unpin(plan.pieces[i], host_shift);
+      gone += pins_.lower(plan.pieces[i].first, plan.pieces[i].pages, plan.pieces[i].times);
+    }
+    if (gone != 0)
+      accounting_->uncharge(gone << host_shift);
+  }
 
   // Distinct host pages this strategy's mappings pin.
   [[nodiscard]] std::size_t pinned_pages() const noexcept {
@@ -226,15 +290,56 @@ public:
   }
 
 private:
-  // Host page numbers [first, first + pages).
-  struct host_span {
+  // Host pages [first, first + pages), each pinned `times` times.
+  struct piece {
     std::uint64_t first;
     std::uint64_t pages;
+    std::uint64_t times;
   };
-  static host_span host_pages_of(ua page, unsigned page_shift, unsigned host_shift) noexcept {
-    const std::uint64_t first = page.value() >> host_shift;
-    return {first, page_shift > host_shift ? std::uint64_t{1} << (page_shift - host_shift) : 1};
+  // The pins a range of IOMMU pages takes: each IOMMU page pins every host
+  // page it touches once. With IOMMU pages at least as large as host pages
+  // that is each host page of the range once; with smaller ones, a host page
+  // is pinned once per IOMMU page inside it: the whole count in the middle,
+  // fewer in a first or last host page the range covers only in part.
+  struct host_pins {
+    std::uint64_t first; // the host pages the range touches
+    std::uint64_t pages;
+    std::array<piece, 3> pieces;
+    std::size_t count;
+  };
+  static host_pins host_pins_of(ua first, std::uint64_t bytes, unsigned page_shift,
+                                unsigned host_shift) noexcept {
+    const std::uint64_t head = first.value() >> host_shift;
+    const std::uint64_t tail = (first.value() + (bytes - 1)) >> host_shift;
+    host_pins p{head, tail - head + 1, {}, 0};
+    if (page_shift >= host_shift) {
+      p.pieces[p.count++] = {head, p.pages, 1};
+      return p;
+    }
+    const std::uint64_t per_host = std::uint64_t{1} << (host_shift - page_shift);
+    const std::uint64_t page_first = first.value() >> page_shift;
+    const std::uint64_t page_end = page_first + (bytes >> page_shift); // one past the last
+    auto add = [&p](std::uint64_t host_first, std::uint64_t host_pages, std::uint64_t times) {
+      if (host_pages == 0)
+        return;
+      if (p.count != 0 && p.pieces[p.count - 1].times == times)
+        p.pieces[p.count - 1].pages += host_pages; // joins the piece before
+      else
+        p.pieces[p.count++] = {host_first, host_pages, times};
+    };
+    if (head == tail) {
+      add(head, 1, page_end - page_first);
+      return p;
+    }
+    add(head, 1, (head + 1) * per_host - page_first);
+    add(head + 1, tail - head - 1, per_host);
+    add(tail, 1, page_end - tail * per_host);
+    return p;
   }
+  void unpin(const piece& p, unsigned host_shift) noexcept {
+    backend_->unpin(ua{p.first << host_shift}, p.pages << host_shift, p.times);
+  }
+
   Backend* backend_;
   Accounting* accounting_;
   dirty_hook dirty_;

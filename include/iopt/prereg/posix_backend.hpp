@@ -19,12 +19,14 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <bit>
 #include <cerrno>
 #include <cinttypes>
 #include <cstdint>
 #include <cstdio>
 #include <mutex>
+#include <type_traits>
 
 #include <iopt/addr/address.hpp>
 #include <iopt/prereg/backend.hpp>
@@ -48,45 +50,46 @@ public:
 
   unsigned host_page_shift() const noexcept { return page_shift_; }
 
-  status pin(ua first, std::uint64_t bytes) noexcept {
+  status pin(ua first, std::uint64_t bytes, std::uint64_t times = 1) noexcept {
     const std::lock_guard<std::mutex> lock(lock_);
+    const std::uint64_t base = first.value() >> page_shift_;
     const std::uint64_t pages = bytes >> page_shift_;
-    if (!pins_.reserve(static_cast<std::size_t>(pages)))
+    if (!pins_.reserve(base, pages))
       return status::no_memory;
     // Lock the runs of pages nobody pins yet; undo them all if one fails.
-    std::uint64_t done = 0;
+    std::uint64_t locked = 0; // pages from `base` covered by runs locked so far
     status failed = status::ok;
-    for_each_run(first, pages, /*pinned=*/false, [&](std::uint64_t run_first, std::uint64_t n) {
+    pins_.for_each_run(base, pages, /*counted=*/false, [&](std::uint64_t run, std::uint64_t n) {
       if (failed != status::ok)
         return;
-      if (::mlock(address(ua{run_first}), n << page_shift_) == 0) {
-        done = run_first + (n << page_shift_) - first.value();
+      const ua at{run << page_shift_};
+      if (::mlock(address(at), n << page_shift_) == 0) {
+        locked = run + n - base;
         return;
       }
       const int error = errno;
-      ::munlock(address(ua{run_first}), n << page_shift_); // mlock may have locked part of it
-      failed = error == EPERM                                                ? status::not_permitted
-               : error == ENOMEM && !mapped(ua{run_first}, n << page_shift_) ? status::fault
-                                                                             : status::no_memory;
+      ::munlock(address(at), n << page_shift_); // mlock may have locked part of it
+      failed = error == EPERM                                     ? status::not_permitted
+               : error == ENOMEM && !mapped(at, n << page_shift_) ? status::fault
+                                                                  : status::no_memory;
     });
     if (failed != status::ok) {
-      if (done != 0)
-        for_each_run(first, done >> page_shift_, false, [&](std::uint64_t f, std::uint64_t n) {
-          ::munlock(address(ua{f}), n << page_shift_);
-        });
+      pins_.for_each_run(base, locked, false, [&](std::uint64_t run, std::uint64_t n) {
+        ::munlock(address(ua{run << page_shift_}), n << page_shift_);
+      });
+      pins_.trim(base, pages);
       return failed;
     }
-    for (std::uint64_t i = 0; i < pages; ++i)
-      pins_.raise((first.value() >> page_shift_) + i);
+    pins_.raise(base, pages, times);
     return status::ok;
   }
-  void unpin(ua first, std::uint64_t bytes) noexcept {
+  void unpin(ua first, std::uint64_t bytes, std::uint64_t times = 1) noexcept {
     const std::lock_guard<std::mutex> lock(lock_);
+    const std::uint64_t base = first.value() >> page_shift_;
     const std::uint64_t pages = bytes >> page_shift_;
-    for (std::uint64_t i = 0; i < pages; ++i)
-      pins_.lower((first.value() >> page_shift_) + i);
-    for_each_run(first, pages, false, [&](std::uint64_t f, std::uint64_t n) {
-      ::munlock(address(ua{f}), n << page_shift_);
+    pins_.lower(base, pages, times);
+    pins_.for_each_run(base, pages, false, [&](std::uint64_t run, std::uint64_t n) {
+      ::munlock(address(ua{run << page_shift_}), n << page_shift_);
     });
   }
 
@@ -102,20 +105,49 @@ public:
   }
 
   result<hpa> translate(ua at) noexcept {
+    result<hpa> found = status::fault;
+    const status s = translate_runs(at, 1, [&](const frame_run& r) { found = r.target; });
+    if (s != status::ok)
+      return s;
+    return found;
+  }
+
+  // Reads the page frames of the range from pagemap in bulk, a batch of
+  // entries per read, and joins consecutive frames into runs.
+  template <class Sink>
+  status translate_runs(ua first, std::uint64_t bytes, Sink&& sink) noexcept {
     if (pagemap_ < 0)
       return status::not_permitted;
-    std::uint64_t entry = 0;
-    const auto offset = static_cast<off_t>((at.value() >> page_shift_) * sizeof entry);
-    if (::pread(pagemap_, &entry, sizeof entry, offset) != static_cast<ssize_t>(sizeof entry))
-      return status::fault;
+    if (bytes == 0)
+      return status::ok;
+    detail::frame_run_joiner<std::remove_reference_t<Sink>> join(sink);
     constexpr std::uint64_t present = std::uint64_t{1} << 63;
     constexpr std::uint64_t frame_mask = (std::uint64_t{1} << 55) - 1;
-    if ((entry & present) == 0)
-      return status::fault;
-    const std::uint64_t frame = entry & frame_mask;
-    if (frame == 0)
-      return status::not_permitted; // frames hidden without CAP_SYS_ADMIN
-    return hpa{(frame << page_shift_) | (at.value() & ((std::uint64_t{1} << page_shift_) - 1))};
+    const std::uint64_t page_mask = (std::uint64_t{1} << page_shift_) - 1;
+    const std::uint64_t last_page = (first.value() + (bytes - 1)) >> page_shift_;
+    std::uint64_t entries[batch];
+    for (std::uint64_t page = first.value() >> page_shift_; page <= last_page;) {
+      const auto n = static_cast<std::size_t>(std::min<std::uint64_t>(batch, last_page - page + 1));
+      const auto offset = static_cast<off_t>(page * sizeof(std::uint64_t));
+      const auto want = static_cast<ssize_t>(n * sizeof(std::uint64_t));
+      if (::pread(pagemap_, entries, static_cast<std::size_t>(want), offset) != want)
+        return status::fault;
+      for (std::size_t i = 0; i < n; ++i) {
+        if ((entries[i] & present) == 0)
+          return status::fault;
+        const std::uint64_t frame = entries[i] & frame_mask;
+        if (frame == 0)
+          return status::not_permitted; // frames hidden without CAP_SYS_ADMIN
+        // The part of this host page inside the range.
+        const std::uint64_t page_first = (page + i) << page_shift_;
+        const std::uint64_t from = std::max(page_first, first.value());
+        const std::uint64_t to = std::min(page_first + page_mask, first.value() + (bytes - 1));
+        join.add(ua{from}, hpa{(frame << page_shift_) | (from & page_mask)}, to - from + 1);
+      }
+      page += n;
+    }
+    join.finish();
+    return status::ok;
   }
 
   // The smallest KernelPageSize of the mappings that cover the range.
@@ -142,24 +174,7 @@ public:
   }
 
 private:
-  // Calls f(first byte, pages) for each run of the `pages` host pages from
-  // `first` whose pin count is zero (pinned == false) or not.
-  template <class F>
-  void for_each_run(ua first, std::uint64_t pages, bool pinned, F&& f) const {
-    const std::uint64_t base = first.value() >> page_shift_;
-    std::uint64_t i = 0;
-    while (i < pages) {
-      if ((pins_.count(base + i) != 0) != pinned) {
-        ++i;
-        continue;
-      }
-      std::uint64_t n = 1;
-      while (i + n < pages && (pins_.count(base + i + n) != 0) == pinned)
-        ++n;
-      f((base + i) << page_shift_, n);
-      i += n;
-    }
-  }
+  static constexpr std::size_t batch = 512; // pagemap entries per read: 4 KiB
   static void* address(ua a) noexcept { return reinterpret_cast<void*>(a.value()); }
   bool mapped(ua first, std::uint64_t bytes) const noexcept {
     // msync on an unmapped range fails with ENOMEM.

@@ -79,7 +79,42 @@ public:
     return first.value() >= base && size <= bytes && first.value() - base <= bytes - size;
   }
 
+  // What follows is fixed while the region is registered and may be read by
+  // whoever holds a use of it (a mapping, or acquire()).
+
+  // How many maximal runs of physically contiguous memory the region is.
+  [[nodiscard]] std::size_t frame_runs() const noexcept { return run_count_; }
+  // The highest host physical byte address in the region.
+  [[nodiscard]] hpa highest_target() const noexcept { return highest_; }
+
+  // Calls on_run(const frame_run&) for the runs of [first, first + bytes),
+  // which lies in the region, clipped to it.
+  template <class OnRun>
+  void for_each_frame_run(ua first, std::uint64_t bytes, OnRun&& on_run) const {
+    const std::uint64_t base = first_.load(std::memory_order_relaxed);
+    const std::uint64_t from = first.value() - base, to = from + bytes;
+    // The last run that starts at or before `from`.
+    std::size_t lo = 0, hi = run_count_;
+    while (hi - lo > 1) {
+      const std::size_t mid = lo + (hi - lo) / 2;
+      (runs_[mid].offset <= from ? lo : hi) = mid;
+    }
+    for (std::size_t i = lo; i < run_count_ && runs_[i].offset < to; ++i) {
+      const std::uint64_t run_end =
+          i + 1 < run_count_ ? runs_[i + 1].offset : size_.load(std::memory_order_relaxed);
+      const std::uint64_t a = std::max(from, runs_[i].offset), b = std::min(to, run_end);
+      on_run(frame_run{ua{base + a}, hpa{runs_[i].target + (a - runs_[i].offset)}, b - a});
+    }
+  }
+
 private:
+  // A run starts `offset` bytes into the region at host physical `target`
+  // and lasts until the next run starts.
+  struct run_start {
+    std::uint64_t offset;
+    std::uint64_t target;
+  };
+
   template <pinning_backend, accounting_policy, level_allocator>
   friend class prereg_registry;
 
@@ -93,9 +128,13 @@ private:
                                            std::memory_order_relaxed));
     return true;
   }
-  void lower() noexcept {
-    [[maybe_unused]] const std::uint64_t before = users_.fetch_sub(1, std::memory_order_release);
-    IOPT_ASSERT(before > 1); // the registration's own reference is never dropped here
+  void lower(std::uint64_t uses = 1) noexcept {
+    [[maybe_unused]] const std::uint64_t before = users_.fetch_sub(uses, std::memory_order_release);
+    IOPT_ASSERT(before > uses); // the registration's own reference is never dropped here
+  }
+  // More uses by a caller that holds one already (so the count is not 0).
+  void raise_held(std::uint64_t uses) noexcept {
+    users_.fetch_add(uses, std::memory_order_relaxed);
   }
 
   std::atomic<std::uint64_t> first_{0};
@@ -103,6 +142,15 @@ private:
   std::atomic<unsigned> shift_{0};
   std::atomic<std::uint64_t> users_{0};
   prereg_region* next_free_ = nullptr;
+  // The region's translation, taken at registration (the kernel's page
+  // array, kept as runs: a hugepage-backed region is a few of them).
+  // translated_ is not_permitted when the backend could not tell frames.
+  run_start* runs_ = nullptr;
+  std::size_t run_count_ = 0;
+  std::size_t run_capacity_ = 0;
+  status translated_ = status::ok;
+  unsigned frame_shift_ = 0; // the largest page every run can start
+  hpa highest_{};
 };
 
 // What lookup reports: a consistent copy of a region's description.
@@ -128,7 +176,7 @@ public:
     entry* index = index_.load(std::memory_order_relaxed);
     for (std::size_t i = 0; i < n; ++i) {
       prereg_region* r = index[i].region;
-      give_back(r->first(), r->size());
+      give_back(*r, r->first(), r->size());
       free_record(r);
     }
     while (prereg_region* r = free_records_) {
@@ -178,7 +226,13 @@ public:
       put_record(record);
       return s;
     }
-    if (const status s = backend_->pin(first, size); s != status::ok) {
+    if (const status s = backend_->pin(first, size, 1); s != status::ok) {
+      accounting_->uncharge(size);
+      put_record(record);
+      return s;
+    }
+    if (const status s = take_translation(*record, first, size); s != status::ok) {
+      backend_->unpin(first, size, 1);
       accounting_->uncharge(size);
       put_record(record);
       return s;
@@ -223,7 +277,7 @@ public:
     record->size_.store(0, std::memory_order_release);
     end_write();
 
-    give_back(first, size);
+    give_back(*record, first, size);
     put_record(record);
     return status::ok;
   }
@@ -281,18 +335,36 @@ public:
     return status::ok;
   }
 
-  // The host physical address of the IOMMU page of 2^page_shift bytes at
-  // `page` (user address), inside a region the caller holds. The region must
-  // be able to back such a page: unsupported otherwise.
-  [[nodiscard]] result<hpa> translate(const prereg_region& region, ua page,
-                                      unsigned page_shift) noexcept {
+  // Whether pages of 2^page_shift bytes from `first` can be mapped from a
+  // region the caller holds: unsupported when the region cannot back pages
+  // that large; hardware_error when its frames do not allow them (a
+  // backend whose frames break its own page sizes); the backend's status
+  // when the region has no translation.
+  [[nodiscard]] static status check_pages(const prereg_region& region, ua first,
+                                          unsigned page_shift) noexcept {
+    if (region.translated_ != status::ok)
+      return region.translated_;
     if (page_shift > region.max_page_shift())
       return status::unsupported;
-    if (!is_aligned(page, page_shift))
+    if (page_shift > region.frame_shift_)
+      return status::hardware_error;
+    if (!is_aligned(first, page_shift))
       return status::not_aligned;
+    return status::ok;
+  }
+
+  // The host physical address of the IOMMU page of 2^page_shift bytes at
+  // `page` (user address), inside a region the caller holds, from the
+  // translation taken at registration.
+  [[nodiscard]] result<hpa> translate(const prereg_region& region, ua page,
+                                      unsigned page_shift) noexcept {
+    if (const status s = check_pages(region, page, page_shift); s != status::ok)
+      return s;
     if (!region.contains(page, std::uint64_t{1} << page_shift))
       return status::not_found;
-    return backend_->translate(page);
+    hpa target{};
+    region.for_each_frame_run(page, 1, [&](const frame_run& run) { target = run.target; });
+    return target;
   }
 
   // The same for a page the caller knows is inside a region it holds a use
@@ -302,6 +374,44 @@ public:
     if (r == nullptr)
       return status::not_found;
     return translate(*r, page, page_shift);
+  }
+
+  // ---- ranges of IOMMU pages ---------------------------------------------------
+
+  // Takes one use of the region that holds the page at `first` for each
+  // page of 2^page_shift bytes from `first` in that region, `bytes` at
+  // most; `span` says how many bytes that covers. A call spanning adjacent
+  // regions takes them one after another. Fails (not_found, busy, or a
+  // status of check_pages) with nothing taken.
+  [[nodiscard]] result<prereg_region*>
+  acquire_pages(ua first, std::uint64_t bytes, unsigned page_shift, std::uint64_t& span) noexcept {
+    const std::uint64_t page = std::uint64_t{1} << page_shift;
+    auto held = acquire(first, page);
+    if (!held)
+      return held.error();
+    prereg_region* r = *held;
+    if (const status s = check_pages(*r, first, page_shift); s != status::ok) {
+      r->lower();
+      return s;
+    }
+    // The region cannot change while the use is held.
+    span = std::min(bytes, r->first().value() + (r->size() - first.value()));
+    r->raise_held((span >> page_shift) - 1);
+    return r;
+  }
+  // Gives back the uses acquire_pages took for [first, first + bytes).
+  void release_pages(ua first, std::uint64_t bytes, unsigned page_shift) noexcept {
+    for_each_held(first, bytes, page_shift,
+                  [&](prereg_region& r, ua, std::uint64_t span) { r.lower(span >> page_shift); });
+  }
+  // Calls on_run(const frame_run&) for [first, first + bytes), pages the
+  // caller holds uses of, as maximal runs within each region.
+  template <class OnRun>
+  void for_each_frame_run(ua first, std::uint64_t bytes, unsigned page_shift,
+                          OnRun&& on_run) noexcept {
+    for_each_held(first, bytes, page_shift, [&](prereg_region& r, ua at, std::uint64_t span) {
+      r.for_each_frame_run(at, span, on_run);
+    });
   }
 
   [[nodiscard]] std::size_t region_count() const noexcept {
@@ -447,6 +557,22 @@ private:
     return static_cast<std::size_t>(base - index) + (read(base->first) <= value ? 1 : 0);
   }
 
+  // Calls f(region, first, bytes) for the part of [first, first + bytes)
+  // in each region, for pages the caller holds uses of (so every page lies
+  // in a region, and no region goes away meanwhile).
+  template <class F>
+  void for_each_held(ua first, std::uint64_t bytes, unsigned page_shift, F&& f) noexcept {
+    const std::uint64_t page = std::uint64_t{1} << page_shift;
+    for (std::uint64_t at = first.value(), left = bytes; left != 0;) {
+      prereg_region* r = find_consistent(ua{at}, page).first;
+      IOPT_ASSERT(r != nullptr);
+      const std::uint64_t span = std::min(left, r->first().value() + (r->size() - at));
+      f(*r, ua{at}, span);
+      at += span;
+      left -= span;
+    }
+  }
+
   // ---- memory (writer side, under the mutex) ---------------------------------
 
   prereg_region* take_record() noexcept {
@@ -497,9 +623,71 @@ private:
     return true;
   }
 
-  void give_back(ua first, std::uint64_t size) noexcept {
-    backend_->unpin(first, size);
+  void give_back(prereg_region& r, ua first, std::uint64_t size) noexcept {
+    backend_->unpin(first, size, 1);
     accounting_->uncharge(size);
+    free_runs(r);
+  }
+
+  // Reads the region's translation from the backend into its run array.
+  // A backend that cannot tell frames (not_permitted) leaves the region
+  // registered but untranslated: pinned, and refused for mapping.
+  status take_translation(prereg_region& r, ua first, std::uint64_t size) noexcept {
+    r.run_count_ = 0;
+    r.translated_ = status::ok;
+    r.frame_shift_ = 63;
+    std::uint64_t highest = 0;
+    bool room = true;
+    const status s = backend_->translate_runs(first, size, [&](const frame_run& run) {
+      if (!room || (r.run_count_ == r.run_capacity_ && !grow_runs(r))) {
+        room = false;
+        return;
+      }
+      const std::uint64_t offset = run.first.value() - first.value();
+      r.runs_[r.run_count_++] = {offset, run.target.value()};
+      // A page of 2^k bytes can start in this run, and end in it, only
+      // where offset, frame and length are all multiples of 2^k.
+      const auto aligned = static_cast<unsigned>(
+          std::countr_zero(offset | run.target.value() | run.bytes | (std::uint64_t{1} << 63)));
+      r.frame_shift_ = std::min(r.frame_shift_, aligned);
+      highest = std::max(highest, run.target.value() + (run.bytes - 1));
+    });
+    r.highest_ = hpa{highest};
+    if (!room) {
+      free_runs(r);
+      return status::no_memory;
+    }
+    if (s == status::not_permitted) {
+      free_runs(r);
+      r.translated_ = status::not_permitted;
+      return status::ok;
+    }
+    if (s != status::ok)
+      free_runs(r);
+    return s;
+  }
+  bool grow_runs(prereg_region& r) noexcept {
+    const std::size_t capacity = r.run_capacity_ == 0 ? 4 : 2 * r.run_capacity_;
+    using run_start = prereg_region::run_start;
+    auto* grown =
+        static_cast<run_start*>(alloc_.allocate(capacity * sizeof(run_start), alignof(run_start)));
+    if (grown == nullptr)
+      return false;
+    std::copy(r.runs_, r.runs_ + r.run_count_, grown);
+    const std::size_t count = r.run_count_;
+    free_runs(r);
+    r.runs_ = grown;
+    r.run_count_ = count;
+    r.run_capacity_ = capacity;
+    return true;
+  }
+  void free_runs(prereg_region& r) noexcept {
+    if (r.runs_ != nullptr)
+      alloc_.deallocate(r.runs_, r.run_capacity_ * sizeof(prereg_region::run_start),
+                        alignof(prereg_region::run_start));
+    r.runs_ = nullptr;
+    r.run_count_ = 0;
+    r.run_capacity_ = 0;
   }
 
   Backend* backend_;

@@ -39,6 +39,7 @@
 #include <array>
 #include <bit>
 #include <cstdint>
+#include <span>
 #include <tuple>
 #include <variant>
 
@@ -253,9 +254,9 @@ public:
       if (changes_)
         (void)w.table().for_each_run(iova, pages,
                                      [&](const mapped_run& run) { changes_(false, run); });
-      w.for_each_mapped_page(iova, pages, [&](ua page, permission p) {
-        strategy_->unmap_page(page, window::page_shift, p);
-        unmapped += window::page_bytes;
+      w.for_each_mapped_run(iova, pages, [&](ua first, std::uint64_t n, permission p) {
+        strategy_->unmap_pages(first, n, window::page_shift, p);
+        unmapped += n << window::page_shift;
       });
       w.clear(iova, pages);
       return status::ok;
@@ -461,54 +462,85 @@ private:
     auto levels = w.reserve(iova, pages);
     if (!levels)
       return levels.error;
-    for (std::uint64_t i = 0; i < pages; ++i) {
-      hpa target{};
-      status s = strategy_->map_page(page_of(from, i, shift), shift, perm, target);
-      if (s == status::ok && !is_aligned(target, shift)) {
-        // A backend that hands out a frame the IOMMU page cannot start at:
-        // refuse here, where nothing is written yet.
-        strategy_->unmap_page(page_of(from, i, shift), shift, perm);
-        s = status::hardware_error;
-      }
-      if (s != status::ok) {
-        for (std::uint64_t k = 0; k < i; ++k)
-          strategy_->unmap_page(page_of(from, k, shift), shift, perm);
-        return s;
-      }
+    hpa highest{};
+    if (const status s = strategy_->map_pages(from, pages, shift, perm, highest); s != status::ok)
+      return s;
+    // The highest target and user address must fit the tables' entries.
+    using table_format = typename Window::table_type::format;
+    if (table_format::check(table_format::make(align_down(highest, shift).value(), perm), shift) !=
+        status::ok) {
+      strategy_->unmap_pages(from, pages, shift, permission::none); // nothing became visible
+      return status::hardware_error;
     }
     w.install(levels);
-    for (std::uint64_t i = 0; i < pages; ++i) {
-      const ua page = page_of(from, i, shift);
-      const auto target = strategy_->translate_page(page, shift);
-      IOPT_ASSERT(target.has_value()); // the page was accepted just above
-      const ioba bus{iova.value() + (i << shift)};
-      [[maybe_unused]] const status written =
-          w.table().map(bus, target->value(), perm, allocation::forbidden);
-      IOPT_ASSERT(written == status::ok); // levels installed, address and page checked above
-      if constexpr (Window::has_shadow) {
-        [[maybe_unused]] const status remembered =
-            w.shadow().map(bus, page.value(), perm, allocation::forbidden);
-        IOPT_ASSERT(remembered == status::ok);
-      }
+    if constexpr (Window::has_shadow) {
+      [[maybe_unused]] const status remembered =
+          w.shadow().map_range(iova, from.value(), pages, perm, allocation::forbidden);
+      IOPT_ASSERT(remembered == status::ok); // levels installed, range checked above
     }
+    tce_writer<typename Window::table_type> writer(w.table(), iova, perm);
+    strategy_->for_each_target(from, pages, shift, writer);
+    writer.flush();
     if (changes_)
       (void)w.table().for_each_run(iova, pages,
                                    [&](const mapped_run& run) { changes_(true, run); });
     return status::ok;
   }
 
-  static ua page_of(ua from, std::uint64_t i, unsigned shift) noexcept {
-    return ua{from.value() + (i << shift)};
-  }
+  // Writes runs of targets into a table whose levels are installed: a long
+  // run with map_range, short ones gathered into a list (scattered frames
+  // give runs of one page) and written with put_list, a block at a time.
+  template <class Table>
+  class tce_writer {
+  public:
+    tce_writer(Table& table, ioba first, permission perm) noexcept
+        : table_(&table), first_(first), perm_(perm) {}
+    void operator()(std::uint64_t page, hpa target, std::uint64_t pages) noexcept {
+      if (pages >= long_run) {
+        flush();
+        write(table_->map_range(bus(page), target.value(), pages, perm_, allocation::forbidden));
+        return;
+      }
+      for (std::uint64_t k = 0; k < pages; ++k) {
+        if (gathered_ == list_.size() || (gathered_ != 0 && list_page_ + gathered_ != page + k))
+          flush();
+        if (gathered_ == 0)
+          list_page_ = page + k;
+        list_[gathered_++] = Table::format::make(target.value() + (k << Table::page_shift), perm_);
+      }
+    }
+    void flush() noexcept {
+      if (gathered_ != 0)
+        write(table_->put_list(bus(list_page_), std::span(list_.data(), gathered_),
+                               allocation::forbidden));
+      gathered_ = 0;
+    }
+
+  private:
+    static constexpr std::uint64_t long_run = 8;
+    ioba bus(std::uint64_t page) const noexcept {
+      return ioba{first_.value() + (page << Table::page_shift)};
+    }
+    static void write([[maybe_unused]] status s) noexcept {
+      IOPT_ASSERT(s == status::ok); // levels installed, targets checked by the strategy
+    }
+    Table* table_;
+    ioba first_;
+    permission perm_;
+    std::uint64_t list_page_ = 0;
+    std::size_t gathered_ = 0;
+    std::array<std::uint64_t, 512> list_;
+  };
 
   void release_slot(unsigned i) noexcept {
     visit_window(slots_[i], [&](auto& w) {
       using window = std::decay_t<decltype(w)>;
       if (changes_)
         w.table().for_each_run([&](const mapped_run& run) { changes_(false, run); });
-      w.for_each_mapped_page(w.range().first(), w.table().pages(), [&](ua page, permission p) {
-        strategy_->unmap_page(page, window::page_shift, p);
-      });
+      w.for_each_mapped_run(w.range().first(), w.table().pages(),
+                            [&](ua first, std::uint64_t pages, permission p) {
+                              strategy_->unmap_pages(first, pages, window::page_shift, p);
+                            });
     });
     slots_[i] = std::monostate{};
     is_default_[i] = false;

@@ -104,19 +104,17 @@ public:
       shadow_.install(r.shadow);
   }
 
-  // Calls undo(ua page, permission) for every mapped page in the range: the
-  // user address and permissions from the shadow, or (with no shadow, where
-  // the target is the user address) from the table.
+  // Calls undo(ua first, std::uint64_t pages, permission) for every run of
+  // mapped pages in the range whose user addresses follow each other: from
+  // the shadow, or (with no shadow, where the target is the user address)
+  // from the table.
   template <class Undo>
-  void for_each_mapped_page(ioba first, std::uint64_t pages, Undo&& undo) const {
-    auto per_page = [&](const mapped_run& run) {
-      for (std::uint64_t k = 0; k < run.pages; ++k)
-        undo(ua{run.target + (k << page_shift)}, run.perm);
-    };
+  void for_each_mapped_run(ioba first, std::uint64_t pages, Undo&& undo) const {
+    auto per_run = [&](const mapped_run& run) { undo(ua{run.target}, run.pages, run.perm); };
     if constexpr (Shadow)
-      (void)shadow_.for_each_run(first, pages, per_page);
+      (void)shadow_.for_each_run(first, pages, per_run);
     else
-      (void)table_.for_each_run(first, pages, per_page);
+      (void)table_.for_each_run(first, pages, per_run);
   }
 
   void clear(ioba first, std::uint64_t pages) noexcept {
