@@ -184,11 +184,11 @@ TEST_CASE("sweep: map_dma, v1, scattered frames") {
     world() { REQUIRE(container.create_window(16, 47)); }
   };
   const auto points = sweep<world>([](world& w) {
-    return w.container.map_dma(ioba{huge_window_bus_offset + 16340 * page}, ua{0x40'0000'0000},
-                               300 * page, permission::read_write);
+    return w.container.map_dma(ioba{huge_window_bus_offset + 16340 * page},
+                               ua{0x40'0000'0000 + 900 * page}, 300 * page, permission::read_write);
   });
-  // Levels (6), the count directory and two chunks (300 pages from a chunk
-  // boundary: 3), one charge, one pin.
+  // Levels (6), the count directory and two chunks (host pages 900 to 1199
+  // of a 1024-page chunk boundary: 3), one charge, one pin.
   CHECK(points == 11);
 }
 

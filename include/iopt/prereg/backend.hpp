@@ -171,11 +171,16 @@ public:
         join.add(ua{at}, hpa{(at ^ scramble) & address_mask}, n);
       } else {
         const std::uint64_t unit = std::uint64_t{1} << shift;
-        for (std::uint64_t done = 0; done < n;) {
-          const std::uint64_t piece = std::min(n - done, unit - ((at + done) & (unit - 1)));
-          join.add(ua{at + done}, frame_of(at + done, shift), piece);
-          done += piece;
-        }
+        const std::uint64_t head = std::min(n, unit - (at & (unit - 1)));
+        join.add(ua{at}, frame_of(at, shift), head);
+        // Whole pages from here on: their frames, with the constants hoisted.
+        const std::uint64_t zone = std::uint64_t{shift} << zone_shift;
+        const std::uint64_t frames_in_zone = (std::uint64_t{1} << (zone_shift - shift)) - 1;
+        std::uint64_t number = (at + head) >> shift;
+        for (std::uint64_t done = head; done < n; done += unit, ++number)
+          join.add(ua{at + done},
+                   hpa{zone | (((number * frame_multiplier) & frames_in_zone) << shift)},
+                   std::min(unit, n - done));
       }
       at += n;
       left -= n;
@@ -232,6 +237,7 @@ private:
   static constexpr std::uint64_t scramble = std::uint64_t{0x5a5a5} << 30;
   static constexpr std::uint64_t address_mask = (std::uint64_t{1} << 52) - 1;
   static constexpr unsigned zone_shift = 44; // frames of one page size: below 2^44
+  static constexpr std::uint64_t frame_multiplier = 0x9e3779b97f4a7c15ULL;
   struct huge_range {
     std::uint64_t bytes;
     unsigned shift;
@@ -260,7 +266,7 @@ private:
     const std::uint64_t frames_in_zone = (std::uint64_t{1} << (zone_shift - shift)) - 1;
     // An odd multiplier permutes the frame numbers of one zone; each page
     // size has its own zone, so frames of different sizes never collide.
-    const std::uint64_t frame = (unit * 0x9e3779b97f4a7c15ULL) & frames_in_zone;
+    const std::uint64_t frame = (unit * frame_multiplier) & frames_in_zone;
     return hpa{(std::uint64_t{shift} << zone_shift) | (frame << shift) |
                (at & ((std::uint64_t{1} << shift) - 1))};
   }

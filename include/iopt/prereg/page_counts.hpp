@@ -10,22 +10,28 @@
 // when a page's first pin comes and its last one goes.
 //
 // Pins come in ranges (a map_dma of a gigabyte pins 16384 host pages of
-// 64 KiB at once), so the counts are kept as arrays over chunks of
-// consecutive pages: raising or lowering a range is one pass over a few
-// contiguous arrays, which the compiler vectorizes, instead of one hash
-// lookup per page. Chunks are found through a small open-addressing
-// directory and exist only where something is counted; a chunk whose pages
-// all drop to zero is given back.
+// 64 KiB at once), so the counts are kept per chunk of 1024 consecutive
+// pages. A chunk whose pages all have the same count says so and is raised
+// or lowered as a whole in one step: a range costs a step per chunk it
+// covers, not one per page. Only where counts differ within a chunk (the
+// ends of ranges, single pages) are they kept page by page, in an array
+// changed in one pass that the compiler vectorizes. Chunks are found through
+// a small open-addressing directory and exist only where something is
+// counted; a chunk whose pages all drop to zero is given back.
 //
 // Nothing allocates while counting: a caller reserves the range first (the
 // one fallible step, done before anything changes), then raises and lowers,
-// which cannot fail. That keeps every map all-or-nothing without exceptions.
-// A reservation whose raise never comes is undone with trim().
+// which cannot fail. Every chunk has room for its array from the start (a
+// lower that splits a uniform chunk must not need memory), but writes it
+// only when its pages stop being uniform. That keeps every map
+// all-or-nothing without exceptions. A reservation whose raise never comes
+// is undone with trim().
 #pragma once
 
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <new>
 #include <utility>
 
 #include <iopt/config.hpp>
@@ -42,7 +48,12 @@ public:
   ~page_counts() {
     for (std::size_t i = 0; i < capacity_; ++i)
       if (directory_[i] != nullptr)
-        free_chunk(directory_[i]);
+        release_chunk(directory_[i]);
+    while (spare_ != nullptr) {
+      chunk* next = spare_->next_spare;
+      release_chunk(spare_);
+      spare_ = next;
+    }
     free_directory(directory_, capacity_);
   }
 
@@ -89,11 +100,12 @@ public:
     std::uint64_t zeros = 0;
     for_each_piece(first, pages, [&](std::uint64_t c, unsigned from, unsigned n) {
       const chunk* k = find(c);
-      if (k == nullptr) {
+      if (k == nullptr)
         zeros += n;
-        return;
-      }
-      zeros += count_zeros(k->counts + from, n);
+      else if (k->uniform)
+        zeros += k->value == 0 ? n : 0;
+      else
+        zeros += count_zeros(k->counts + from, n);
     });
     return zeros;
   }
@@ -105,7 +117,13 @@ public:
     for_each_piece(first, pages, [&](std::uint64_t c, unsigned from, unsigned n) {
       chunk* k = find(c);
       IOPT_ASSERT(k != nullptr); // reserve() came first
-      const std::uint64_t zeros = add(k->counts + from, n, by);
+      std::uint64_t zeros = 0;
+      if (k->uniform && n == chunk_pages) {
+        zeros = k->value == 0 ? n : 0;
+        k->value += by;
+      } else {
+        zeros = add(split(*k) + from, n, by);
+      }
       k->counted += static_cast<unsigned>(zeros);
       fresh += zeros;
     });
@@ -120,7 +138,14 @@ public:
     for_each_piece(first, pages, [&](std::uint64_t c, unsigned from, unsigned n) {
       chunk* k = find(c);
       IOPT_ASSERT(k != nullptr);
-      const std::uint64_t zeros = subtract(k->counts + from, n, by);
+      std::uint64_t zeros = 0;
+      if (k->uniform && n == chunk_pages) {
+        IOPT_ASSERT(k->value >= by);
+        k->value -= by;
+        zeros = k->value == 0 ? n : 0;
+      } else {
+        zeros = subtract(split(*k) + from, n, by);
+      }
       IOPT_ASSERT(zeros <= k->counted);
       k->counted -= static_cast<unsigned>(zeros);
       gone += zeros;
@@ -143,7 +168,7 @@ public:
 
   [[nodiscard]] std::uint64_t count(std::uint64_t page) const noexcept {
     const chunk* k = find(page >> chunk_shift);
-    return k == nullptr ? 0 : k->counts[page & chunk_mask];
+    return k == nullptr ? 0 : k->uniform ? k->value : k->counts[page & chunk_mask];
   }
   // How many distinct pages are counted.
   [[nodiscard]] std::size_t size() const noexcept { return static_cast<std::size_t>(size_); }
@@ -154,8 +179,8 @@ public:
     for (std::size_t i = 0; i < capacity_; ++i)
       if (const chunk* k = directory_[i]; k != nullptr)
         for (unsigned p = 0; p < chunk_pages; ++p)
-          if (k->counts[p] != 0)
-            f((k->number << chunk_shift) + p, k->counts[p]);
+          if (const std::uint64_t n = k->uniform ? k->value : k->counts[p]; n != 0)
+            f((k->number << chunk_shift) + p, n);
   }
 
   // Calls f(first page, pages) for each run of pages of the range whose
@@ -176,8 +201,8 @@ public:
     for_each_piece(first, pages, [&](std::uint64_t c, unsigned from, unsigned n) {
       const std::uint64_t base = (c << chunk_shift) + from;
       const chunk* k = find(c);
-      if (k == nullptr) {
-        if (!counted)
+      if (k == nullptr || k->uniform) {
+        if ((k != nullptr && k->value != 0) == counted)
           extend(base, n);
         return;
       }
@@ -196,16 +221,28 @@ public:
   }
 
 private:
-  // 256 pages a chunk: 2 KiB of counts, 16 MiB of 64 KiB pages.
-  static constexpr unsigned chunk_shift = 8;
+  // 1024 pages a chunk: 8 KiB of counts, 64 MiB of 64 KiB pages.
+  static constexpr unsigned chunk_shift = 10;
   static constexpr unsigned chunk_pages = 1u << chunk_shift;
   static constexpr std::uint64_t chunk_mask = chunk_pages - 1;
 
   struct chunk {
-    std::uint64_t counts[chunk_pages];
     std::uint64_t number; // first page >> chunk_shift
     unsigned counted;     // pages whose count is not zero
+    bool uniform;         // every page's count is `value`; counts[] unused
+    std::uint64_t value;
+    chunk* next_spare; // in the list of spare chunks
+    std::uint64_t counts[chunk_pages];
   };
+
+  // The chunk's counts page by page, written out if it was uniform.
+  static std::uint64_t* split(chunk& k) noexcept {
+    if (k.uniform) {
+      std::fill(k.counts, k.counts + chunk_pages, k.value);
+      k.uniform = false;
+    }
+    return k.counts;
+  }
 
   // Calls piece(chunk number, first index in it, pages) for the parts of the
   // range that fall in each chunk.
@@ -312,16 +349,34 @@ private:
     return true;
   }
   chunk* make_chunk(std::uint64_t number) noexcept {
-    void* p = alloc_.allocate(sizeof(chunk), alignof(chunk));
-    if (p == nullptr)
-      return nullptr;
-    auto* k = new (p) chunk;
-    std::fill(k->counts, k->counts + chunk_pages, std::uint64_t{0});
+    chunk* k = spare_;
+    if (k != nullptr) {
+      spare_ = k->next_spare;
+      --spares_;
+    } else {
+      void* p = alloc_.allocate(sizeof(chunk), alignof(chunk));
+      if (p == nullptr)
+        return nullptr;
+      k = new (p) chunk; // counts[] is written when the chunk splits
+    }
     k->number = number;
     k->counted = 0;
+    k->uniform = true;
+    k->value = 0;
     return k;
   }
-  void free_chunk(chunk* k) noexcept { alloc_.deallocate(k, sizeof(chunk), alignof(chunk)); }
+  // A few emptied chunks are kept for reuse, so that mapping and unmapping
+  // the same gigabyte again and again does not go to the allocator each time.
+  void free_chunk(chunk* k) noexcept {
+    if (spares_ == max_spares) {
+      release_chunk(k);
+      return;
+    }
+    k->next_spare = spare_;
+    spare_ = k;
+    ++spares_;
+  }
+  void release_chunk(chunk* k) noexcept { alloc_.deallocate(k, sizeof(chunk), alignof(chunk)); }
   void free_directory(chunk** d, std::size_t capacity) noexcept {
     if (d != nullptr)
       alloc_.deallocate(d, capacity * sizeof(chunk*), alignof(chunk*));
@@ -332,6 +387,9 @@ private:
   std::size_t capacity_ = 0;
   std::size_t chunks_ = 0;
   std::uint64_t size_ = 0;
+  static constexpr std::size_t max_spares = 32; // 256 KiB at most
+  chunk* spare_ = nullptr;
+  std::size_t spares_ = 0;
 };
 
 } // namespace iopt

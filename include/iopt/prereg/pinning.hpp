@@ -236,12 +236,12 @@ public:
     // Every page must have a target it can start at, and none may straddle
     // two runs: checked now, while nothing is visible.
     std::uint64_t top = 0;
-    bool aligned = true;
+    std::uint64_t bits = 0; // every run's start, frame and length, OR'd
     const status translated = backend_->translate_runs(first, bytes, [&](const frame_run& run) {
-      aligned = aligned && is_aligned(run.first, page_shift) &&
-                is_aligned(run.target, page_shift) && is_aligned(run.bytes, page_shift);
+      bits |= run.first.value() | run.target.value() | run.bytes;
       top = std::max(top, run.target.value() + (run.bytes - 1));
     });
+    const bool aligned = is_aligned(bits, page_shift);
     if (translated != status::ok || !aligned) {
       undo(plan.count);
       return translated != status::ok ? translated : status::hardware_error;

@@ -91,19 +91,22 @@ public:
   // which lies in the region, clipped to it.
   template <class OnRun>
   void for_each_frame_run(ua first, std::uint64_t bytes, OnRun&& on_run) const {
+    // Locals: the sink's stores could alias the members and force reloads.
     const std::uint64_t base = first_.load(std::memory_order_relaxed);
+    const std::uint64_t size = size_.load(std::memory_order_relaxed);
+    const run_start* const runs = runs_;
+    const std::size_t count = run_count_;
     const std::uint64_t from = first.value() - base, to = from + bytes;
     // The last run that starts at or before `from`.
-    std::size_t lo = 0, hi = run_count_;
+    std::size_t lo = 0, hi = count;
     while (hi - lo > 1) {
       const std::size_t mid = lo + (hi - lo) / 2;
-      (runs_[mid].offset <= from ? lo : hi) = mid;
+      (runs[mid].offset <= from ? lo : hi) = mid;
     }
-    for (std::size_t i = lo; i < run_count_ && runs_[i].offset < to; ++i) {
-      const std::uint64_t run_end =
-          i + 1 < run_count_ ? runs_[i + 1].offset : size_.load(std::memory_order_relaxed);
-      const std::uint64_t a = std::max(from, runs_[i].offset), b = std::min(to, run_end);
-      on_run(frame_run{ua{base + a}, hpa{runs_[i].target + (a - runs_[i].offset)}, b - a});
+    for (std::size_t i = lo; i < count && runs[i].offset < to; ++i) {
+      const std::uint64_t run_end = i + 1 < count ? runs[i + 1].offset : size;
+      const std::uint64_t a = std::max(from, runs[i].offset), b = std::min(to, run_end);
+      on_run(frame_run{ua{base + a}, hpa{runs[i].target + (a - runs[i].offset)}, b - a});
     }
   }
 
@@ -396,7 +399,8 @@ public:
     }
     // The region cannot change while the use is held.
     span = std::min(bytes, r->first().value() + (r->size() - first.value()));
-    r->raise_held((span >> page_shift) - 1);
+    if (span > page)
+      r->raise_held((span >> page_shift) - 1);
     return r;
   }
   // Gives back the uses acquire_pages took for [first, first + bytes).

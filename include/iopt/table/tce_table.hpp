@@ -323,6 +323,35 @@ public:
     return status::ok;
   }
 
+  // Maps consecutive pages from `first` to the listed targets (scattered
+  // frames: one target per page), all with `perm`. Every target is checked
+  // (aligned to the page, within the format's address bits) before any
+  // entry is written; the call maps all of them or none.
+  status map_list(ioba first, std::span<const std::uint64_t> targets, permission perm,
+                  allocation may = allocation::allowed) noexcept {
+    std::uint64_t first_page = 0;
+    if (const status s = check_range(first, targets.size(), first_page);
+        IOPT_UNLIKELY(s != status::ok))
+      return s;
+    // One pass: the OR of all targets shows any unaligned one, their
+    // maximum any past the address bits (the format's mask is a low mask).
+    std::uint64_t bits = 0, highest = 0;
+    for (const std::uint64_t t : targets) {
+      bits |= t;
+      highest = std::max(highest, t);
+    }
+    if (const status s =
+            check_mapping(bits & low_mask(page_shift), perm, format::make(highest, perm));
+        IOPT_UNLIKELY(s != status::ok))
+      return s;
+    if (const status s = ensure_levels(first_page, first_page + (targets.size() - 1), may);
+        s != status::ok)
+      return s;
+    target_writer writer{{}, targets.data(), format::make(0, perm)};
+    walker::template walk<top>(top_, first_page, first_page + (targets.size() - 1), writer);
+    return status::ok;
+  }
+
   // Writes one raw TCE value into `pages` entries from `first`. A value that
   // normalizes to 0 is a clear and allocates nothing.
   status fill(ioba first, std::uint64_t pages, std::uint64_t tce,
@@ -748,6 +777,19 @@ private:
                                               detail::swapped_if<Swapped>(*next++))));
         }
       }
+      return true;
+    }
+  };
+
+  // Writes a TCE per listed target, each with the same permission bits.
+  struct target_writer : prepared_writer {
+    const std::uint64_t* next; // the list holds exactly the walked entries
+    std::uint64_t bits;        // the permission bits of every entry
+
+    IOPT_ALWAYS_INLINE bool leaf(std::uint64_t* block, std::size_t lo, std::size_t hi,
+                                 std::uint64_t) noexcept {
+      for (std::size_t i = lo; i <= hi; ++i)
+        detail::store_entry(block[i], format::to_memory(format::normalize(*next++ | bits)));
       return true;
     }
   };

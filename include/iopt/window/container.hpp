@@ -475,10 +475,11 @@ private:
     w.install(levels);
     if constexpr (Window::has_shadow) {
       [[maybe_unused]] const status remembered =
-          w.shadow().map_range(iova, from.value(), pages, perm, allocation::forbidden);
+          pages == 1 ? w.shadow().map(iova, from.value(), perm, allocation::forbidden)
+                     : w.shadow().map_range(iova, from.value(), pages, perm, allocation::forbidden);
       IOPT_ASSERT(remembered == status::ok); // levels installed, range checked above
     }
-    tce_writer<typename Window::table_type> writer(w.table(), iova, perm);
+    tce_writer<typename Window::table_type> writer(w.table(), iova, pages, perm);
     strategy_->for_each_target(from, pages, shift, writer);
     writer.flush();
     if (changes_)
@@ -488,30 +489,45 @@ private:
   }
 
   // Writes runs of targets into a table whose levels are installed: a long
-  // run with map_range, short ones gathered into a list (scattered frames
-  // give runs of one page) and written with put_list, a block at a time.
+  // run with map_range, short ones gathered into a list of targets
+  // (scattered frames give runs of one page) and written with map_list, a
+  // block at a time.
   template <class Table>
   class tce_writer {
   public:
-    tce_writer(Table& table, ioba first, permission perm) noexcept
-        : table_(&table), first_(first), perm_(perm) {}
+    tce_writer(Table& table, ioba first, std::uint64_t pages, permission perm) noexcept
+        : table_(&table), first_(first), end_(pages), perm_(perm) {}
     void operator()(std::uint64_t page, hpa target, std::uint64_t pages) noexcept {
-      if (pages >= long_run) {
+      // A long run, or the last run with nothing gathered before it (a
+      // one-page map among them): straight into the table.
+      if (pages >= long_run || (gathered_ == 0 && page + pages == end_)) {
         flush();
-        write(table_->map_range(bus(page), target.value(), pages, perm_, allocation::forbidden));
+        write(pages == 1 ? table_->map(bus(page), target.value(), perm_, allocation::forbidden)
+                         : table_->map_range(bus(page), target.value(), pages, perm_,
+                                             allocation::forbidden));
         return;
       }
+      if (gathered_ != 0 && list_page_ + gathered_ != page)
+        flush();
+      // Locals, not members, in the loop: the list's stores could otherwise
+      // alias the count (both are unsigned long) and force reloads.
+      std::size_t n = gathered_;
+      std::uint64_t* list = list_.data();
       for (std::uint64_t k = 0; k < pages; ++k) {
-        if (gathered_ == list_.size() || (gathered_ != 0 && list_page_ + gathered_ != page + k))
+        if (n == list_.size()) {
+          gathered_ = n;
           flush();
-        if (gathered_ == 0)
+          n = 0;
+        }
+        if (n == 0)
           list_page_ = page + k;
-        list_[gathered_++] = Table::format::make(target.value() + (k << Table::page_shift), perm_);
+        list[n++] = target.value() + (k << Table::page_shift);
       }
+      gathered_ = n;
     }
     void flush() noexcept {
       if (gathered_ != 0)
-        write(table_->put_list(bus(list_page_), std::span(list_.data(), gathered_),
+        write(table_->map_list(bus(list_page_), std::span(list_.data(), gathered_), perm_,
                                allocation::forbidden));
       gathered_ = 0;
     }
@@ -526,6 +542,7 @@ private:
     }
     Table* table_;
     ioba first_;
+    std::uint64_t end_; // pages in the request
     permission perm_;
     std::uint64_t list_page_ = 0;
     std::size_t gathered_ = 0;
