@@ -5,10 +5,14 @@
 
 #include <iopt/prereg/posix_backend.hpp>
 #include <iopt/prereg/registry.hpp>
+#include <iopt/window/container.hpp>
 
+#include <fcntl.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <random>
@@ -115,8 +119,93 @@ void BM_baseline_mlock_munlock_1g(benchmark::State& state) {
   state.SetItemsProcessed(state.iterations() * static_cast<std::int64_t>(pages));
 }
 
+// 1 GiB backed by transparent huge pages where the kernel gives them: 2 MiB
+// aligned, advised, and faulted in once.
+struct thp_gib {
+  static constexpr std::uint64_t bytes = std::uint64_t{1} << 30;
+  static constexpr std::uint64_t huge = std::uint64_t{1} << 21;
+  void* raw =
+      ::mmap(nullptr, bytes + huge, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  void* p = nullptr;
+  thp_gib() {
+    if (raw == MAP_FAILED)
+      std::abort();
+    p = reinterpret_cast<void*>((reinterpret_cast<std::uintptr_t>(raw) + huge - 1) & ~(huge - 1));
+    ::madvise(p, bytes, MADV_HUGEPAGE);
+    std::memset(p, 1, bytes);
+  }
+  ~thp_gib() { ::munmap(raw, bytes + huge); }
+};
+
+using clock_type = std::chrono::steady_clock;
+double seconds_since(clock_type::time_point start) {
+  return std::chrono::duration<double>(clock_type::now() - start).count();
+}
+
+// Registering 1 GiB through the posix backend (mlock, and the bulk pagemap
+// read that takes the region's translation) and mapping all of it into the
+// default window (4 KiB IOMMU pages: a THP is treated as base pages).
+void BM_posix_register_map_1g_thp(benchmark::State& state) {
+  thp_gib memory;
+  using registry_type = prereg_registry<posix_backend, unlimited_accounting>;
+  using strategy_type = preregistered<registry_type>;
+  posix_backend backend;
+  unlimited_accounting pins, tables;
+  registry_type registry(backend, pins);
+  strategy_type strategy(registry);
+  dma_container<strategy_type, unlimited_accounting, config_4k> container(strategy, tables);
+  (void)container.query(); // the default window exists
+  const ua first{reinterpret_cast<std::uintptr_t>(memory.p)};
+  for (auto _ : state) {
+    const auto start = clock_type::now();
+    const status registered = container.register_memory(first, memory.bytes);
+    const status mapped = registered == status::ok ? container.map_dma(ioba{0}, first, memory.bytes,
+                                                                       permission::read_write)
+                                                   : registered;
+    state.SetIterationTime(seconds_since(start));
+    if (mapped != status::ok) {
+      state.SkipWithError(mapped == status::not_permitted
+                              ? "frame numbers hidden (needs CAP_SYS_ADMIN)"
+                              : "mlock refused (RLIMIT_MEMLOCK)");
+      (void)container.unregister_memory(first, memory.bytes);
+      break;
+    }
+    (void)container.unmap_dma(ioba{0}, memory.bytes);
+    (void)container.unregister_memory(first, memory.bytes);
+  }
+  state.counters["pages"] = static_cast<double>(memory.bytes >> backend.host_page_shift());
+}
+
+// The baseline: what pinning and translating the same memory costs at the
+// least, mlock and one read of all its pagemap entries.
+void BM_baseline_mlock_pagemap_1g_thp(benchmark::State& state) {
+  thp_gib memory;
+  const auto page = static_cast<std::uint64_t>(sysconf(_SC_PAGESIZE));
+  std::vector<std::uint64_t> entries(memory.bytes / page);
+  const int pagemap = ::open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+  const auto offset =
+      static_cast<off_t>(reinterpret_cast<std::uintptr_t>(memory.p) / page * sizeof(std::uint64_t));
+  for (auto _ : state) {
+    const auto start = clock_type::now();
+    const bool locked = ::mlock(memory.p, memory.bytes) == 0;
+    const auto want = static_cast<ssize_t>(entries.size() * sizeof(std::uint64_t));
+    const bool read =
+        ::pread(pagemap, entries.data(), static_cast<std::size_t>(want), offset) == want;
+    state.SetIterationTime(seconds_since(start));
+    ::munlock(memory.p, memory.bytes);
+    if (!locked || !read) {
+      state.SkipWithError("mlock or the pagemap read refused");
+      break;
+    }
+    benchmark::DoNotOptimize(entries.data());
+  }
+  ::close(pagemap);
+}
+
 } // namespace
 
+BENCHMARK(BM_posix_register_map_1g_thp)->UseManualTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_baseline_mlock_pagemap_1g_thp)->UseManualTime()->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_prereg_lookup)->Arg(1)->Arg(16)->Arg(256)->Arg(4096);
 BENCHMARK(BM_baseline_linked_list_lookup)->Arg(1)->Arg(16)->Arg(256)->Arg(4096);
 BENCHMARK(BM_prereg_register_unregister_1g_posix)->Unit(benchmark::kMillisecond);

@@ -171,9 +171,26 @@ void summary_reporter::finish(const std::string& dir, bool quick) const {
   add("register+unregister 1 GiB (mlock)", "-", "BM_prereg_register_unregister_1g_posix",
       "BM_baseline_mlock_munlock_1g", "", "baseline: plain mlock+munlock");
   add("create+remove 128 TiB window", "config_huge_window", "BM_create_remove_128t_window", "", "");
-  add("map_dma 1 GiB, one call", "config_huge_window", "BM_map_dma_1g_one_call",
-      "BM_map_dma_1g_page_calls", "", "baseline: 16384 page-sized calls");
-  add("remove window, 1 GiB mapped", "config_huge_window", "BM_teardown_window_1g_mapped", "", "");
+  // The container, 1 GiB of 64 KiB pages (16384 TCEs), in v2 and v1 over
+  // contiguous and scattered frames.
+  for (const char* v : {"v2_contiguous", "v2_scattered", "v1_contiguous", "v1_scattered"}) {
+    const std::string at = std::string("/") + v;
+    const bool contiguous = std::string(v).find("contiguous") != std::string::npos;
+    add(std::string("map_dma 1 GiB, one call, ") + v, "config_huge_window",
+        "BM_map_dma_1g_one_call" + at + "/manual_time",
+        "BM_map_dma_1g_page_calls" + at + "/manual_time", "BM_memset_entries/16384",
+        contiguous ? "target >= 0.3x memset, >= 20x 16384 page calls"
+                   : "target >= 20x 16384 page calls");
+    add(std::string("unmap_dma 1 GiB, ") + v, "config_huge_window",
+        "BM_unmap_dma_1g" + at + "/manual_time", "", "BM_memset_entries/16384",
+        "target >= 0.3x memset");
+    add(std::string("remove window, 1 GiB mapped, ") + v, "config_huge_window",
+        "BM_teardown_window_1g_mapped" + at + "/manual_time", "", "BM_memset_entries/16384",
+        "target >= 0.3x memset");
+  }
+  add("register+map 1 GiB of THP (posix)", "config_4k", "BM_posix_register_map_1g_thp/manual_time",
+      "BM_baseline_mlock_pagemap_1g_thp/manual_time", "",
+      "baseline: mlock + one pagemap read; target >= 0.7x");
   if (const auto l = find("BM_listener_add_remove_events")) {
     std::ostringstream s;
     s << std::fixed << std::setprecision(0) << l->items / l->seconds << " events/s";

@@ -17,6 +17,7 @@
 
 #include <fcntl.h>
 #include <sys/mman.h>
+#include <sys/statfs.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -25,6 +26,7 @@
 #include <cinttypes>
 #include <cstdint>
 #include <cstdio>
+#include <cstring>
 #include <mutex>
 #include <type_traits>
 
@@ -123,9 +125,24 @@ public:
     detail::frame_run_joiner<std::remove_reference_t<Sink>> join(sink);
     constexpr std::uint64_t present = std::uint64_t{1} << 63;
     constexpr std::uint64_t frame_mask = (std::uint64_t{1} << 55) - 1;
-    const std::uint64_t page_mask = (std::uint64_t{1} << page_shift_) - 1;
     const std::uint64_t last_page = (first.value() + (bytes - 1)) >> page_shift_;
+    // A stack buffer of entries per read: the kernel's walk, not the number
+    // of reads, is what costs (a heap buffer large enough to matter would
+    // be fresh pages, zeroed by the kernel on every call).
     std::uint64_t entries[batch];
+    // The pending run: host pages [run_page, run_page + run_pages) at frames
+    // from run_frame on.
+    std::uint64_t run_page = 0, run_frame = 0, run_pages = 0;
+    auto emit = [&] {
+      if (run_pages == 0)
+        return;
+      // Clip the run's first and last host page to the range.
+      const std::uint64_t from = std::max(run_page << page_shift_, first.value());
+      const std::uint64_t to =
+          std::min(((run_page + run_pages) << page_shift_) - 1, first.value() + (bytes - 1));
+      join.add(ua{from}, hpa{(run_frame << page_shift_) + (from - (run_page << page_shift_))},
+               to - from + 1);
+    };
     for (std::uint64_t page = first.value() >> page_shift_; page <= last_page;) {
       const auto n = static_cast<std::size_t>(std::min<std::uint64_t>(batch, last_page - page + 1));
       const auto offset = static_cast<off_t>(page * sizeof(std::uint64_t));
@@ -133,25 +150,37 @@ public:
       if (::pread(pagemap_, entries, static_cast<std::size_t>(want), offset) != want)
         return status::fault;
       for (std::size_t i = 0; i < n; ++i) {
-        if ((entries[i] & present) == 0)
-          return status::fault;
-        const std::uint64_t frame = entries[i] & frame_mask;
-        if (frame == 0)
-          return status::not_permitted; // frames hidden without CAP_SYS_ADMIN
-        // The part of this host page inside the range.
-        const std::uint64_t page_first = (page + i) << page_shift_;
-        const std::uint64_t from = std::max(page_first, first.value());
-        const std::uint64_t to = std::min(page_first + page_mask, first.value() + (bytes - 1));
-        join.add(ua{from}, hpa{(frame << page_shift_) | (from & page_mask)}, to - from + 1);
+        const std::uint64_t entry = entries[i];
+        const std::uint64_t frame = entry & frame_mask;
+        if (IOPT_UNLIKELY((entry & present) == 0 || frame == 0))
+          return (entry & present) == 0
+                     ? status::fault
+                     : status::not_permitted; // frames hidden without CAP_SYS_ADMIN
+        if (run_pages != 0 && frame == run_frame + run_pages) {
+          ++run_pages; // the common case in huge pages: the next frame
+          continue;
+        }
+        emit();
+        run_page = page + i;
+        run_frame = frame;
+        run_pages = 1;
       }
       page += n;
     }
+    emit();
     join.finish();
     return status::ok;
   }
 
   // The smallest KernelPageSize of the mappings that cover the range.
+  // /proc/self/smaps tells it, but making smaps walks the page tables of
+  // every mapping of the process (most of a millisecond next to a gigabyte
+  // of THP). Only hugetlb mappings have pages larger than the base page
+  // here (a THP counts as base pages), and /proc/self/maps, which walks
+  // nothing, shows which mappings may be hugetlb: smaps is read only then.
   unsigned backing_page_shift(ua first, std::uint64_t bytes) noexcept {
+    if (!may_be_hugetlb(first, bytes))
+      return page_shift_;
     std::FILE* smaps = std::fopen("/proc/self/smaps", "re");
     if (smaps == nullptr)
       return page_shift_;
@@ -174,8 +203,40 @@ public:
   }
 
 private:
-  static constexpr std::size_t batch = 512; // pagemap entries per read: 4 KiB
+  static constexpr std::size_t batch = 512; // pagemap entries per read: 4 KiB of stack
   static void* address(ua a) noexcept { return reinterpret_cast<void*>(a.value()); }
+
+  // Whether a mapping over the range may be hugetlb: one backed by a file
+  // (hugetlbfs files, MAP_HUGETLB's "/anon_hugepage", SysV SHM_HUGETLB
+  // segments) that is not on an ordinary file system. Anonymous memory,
+  // the heap and the stack never are. When in doubt, yes.
+  bool may_be_hugetlb(ua first, std::uint64_t bytes) const noexcept {
+    std::FILE* maps = std::fopen("/proc/self/maps", "re");
+    if (maps == nullptr)
+      return true;
+    const std::uint64_t last = first.value() + (bytes - 1);
+    bool maybe = false;
+    char line[4096 + 128];
+    while (!maybe && std::fgets(line, sizeof line, maps) != nullptr) {
+      std::uint64_t start = 0, end = 0;
+      int path_at = 0;
+      if (std::sscanf(line, "%" SCNx64 "-%" SCNx64 " %*s %*s %*s %*s %n", &start, &end, &path_at) <
+              2 ||
+          start > last || end <= first.value())
+        continue;
+      const char* path = line + path_at;
+      if (path_at == 0 || path[0] != '/')
+        continue; // anonymous, [heap], [stack]: never hugetlb
+      char* newline = std::strchr(line, '\n');
+      if (newline != nullptr)
+        *newline = '\0';
+      struct statfs fs {};
+      constexpr long hugetlbfs_magic = 0x958458f6;
+      maybe = ::statfs(path, &fs) != 0 || static_cast<long>(fs.f_type) == hugetlbfs_magic;
+    }
+    std::fclose(maps);
+    return maybe;
+  }
   bool mapped(ua first, std::uint64_t bytes) const noexcept {
     // msync on an unmapped range fails with ENOMEM.
     return ::msync(address(first), bytes, MS_ASYNC) == 0;
