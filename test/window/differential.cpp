@@ -471,7 +471,9 @@ void run(host_case h, unsigned iommu_shift, std::uint32_t seed, int steps) {
     case 2: { // map
       const std::uint64_t iova = pick_iova(win);
       const std::uint64_t ua = pick_ua();
-      const std::uint64_t size = (1 + below(4)) << wshift;
+      // Mostly a few pages; now and then a long range, which crosses host
+      // pages, huge pages and (in v2) adjacent regions in one call.
+      const std::uint64_t size = (below(6) == 0 ? 1 + below(96) : 1 + below(4)) << wshift;
       const permission perm = std::vector<permission>{permission::read, permission::write,
                                                       permission::read_write}[below(3)];
       const int want = m.map(iova, ua, size, perm);
