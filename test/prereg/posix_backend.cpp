@@ -7,11 +7,14 @@
 
 #include <doctest/doctest.h>
 
+#include <fcntl.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include <cstdio>
 #include <cstring>
 #include <set>
+#include <vector>
 
 using namespace iopt;
 
@@ -300,4 +303,82 @@ TEST_CASE("posix backend on hugetlbfs pages the test reserves itself") {
   ::munmap(memory, 2 * huge);
   if (raised)
     set_reserved(reserved);
+}
+
+namespace {
+// The frame of one host page, read from pagemap one entry at a time: the
+// kernel's own per-page answer, which translate_runs must join exactly.
+std::uint64_t frame_of_page(int pagemap, std::uint64_t address, unsigned shift) {
+  std::uint64_t entry = 0;
+  const auto offset = static_cast<off_t>((address >> shift) * sizeof entry);
+  REQUIRE(::pread(pagemap, &entry, sizeof entry, offset) == static_cast<ssize_t>(sizeof entry));
+  REQUIRE((entry >> 63) == 1); // present
+  return entry & ((std::uint64_t{1} << 55) - 1);
+}
+} // namespace
+
+TEST_CASE("posix translate_runs joins pagemap into maximal runs across read batches") {
+  posix_backend backend;
+  const unsigned shift = backend.host_page_shift();
+  const std::uint64_t page = std::uint64_t{1} << shift;
+  constexpr std::uint64_t huge = std::uint64_t{1} << 21;
+  // 24 MiB: more than one read batch of entries, partly in transparent huge
+  // pages (long runs), partly in pages faulted in backwards (short runs).
+  const std::uint64_t bytes = 12 * huge;
+  void* raw =
+      ::mmap(nullptr, bytes + huge, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  REQUIRE(raw != MAP_FAILED);
+  auto* at = reinterpret_cast<unsigned char*>((reinterpret_cast<std::uintptr_t>(raw) + huge - 1) &
+                                              ~(huge - 1));
+  ::madvise(at, 6 * huge, MADV_HUGEPAGE);
+  ::madvise(at + 6 * huge, 6 * huge, MADV_NOHUGEPAGE);
+  std::memset(at, 1, 6 * huge);
+  for (std::uint64_t off = 12 * huge; off != 6 * huge; off -= page)
+    at[off - page] = 1;
+  const int pagemap = ::open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+  REQUIRE(pagemap >= 0);
+  if (backend.translate(ua{reinterpret_cast<std::uintptr_t>(at)}).error() ==
+      status::not_permitted) {
+    MESSAGE("no CAP_SYS_ADMIN: frame numbers are hidden, skipped");
+  } else {
+    // Whole pages, and a range that starts and ends inside pages.
+    const std::uint64_t starts[] = {0, 0x123, 6 * huge - 3 * page + 8};
+    for (const std::uint64_t start : starts) {
+      const std::uint64_t length = bytes - start - (start == 0 ? 0 : 0x321);
+      CAPTURE(start);
+      const ua first{reinterpret_cast<std::uintptr_t>(at) + start};
+      std::vector<frame_run> runs;
+      REQUIRE(backend.translate_runs(first, length,
+                                     [&](const frame_run& r) { runs.push_back(r); }) == status::ok);
+      // The runs cover the range in order, each byte at the frame the
+      // kernel names for its page, and no two neighbours could be joined.
+      REQUIRE(!runs.empty());
+      CHECK(runs.front().first == first);
+      std::uint64_t covered = 0;
+      for (std::size_t i = 0; i < runs.size(); ++i) {
+        const frame_run& r = runs[i];
+        CHECK(r.first.value() == first.value() + covered);
+        covered += r.bytes;
+        if (i + 1 < runs.size())
+          CHECK(r.target.value() + r.bytes != runs[i + 1].target.value());
+        // Every page the run touches, at its first byte inside the run.
+        for (std::uint64_t off = 0; off < r.bytes;) {
+          const std::uint64_t address = r.first.value() + off;
+          const std::uint64_t expected =
+              (frame_of_page(pagemap, address, shift) << shift) + (address & (page - 1));
+          REQUIRE(r.target.value() + off == expected);
+          off += page - (address & (page - 1));
+        }
+      }
+      CHECK(covered == length);
+    }
+    // A page that is not mapped ends the translation with a fault.
+    REQUIRE(::munmap(at + 9 * huge, page) == 0);
+    std::uint64_t handed = 0;
+    CHECK(backend.translate_runs(ua{reinterpret_cast<std::uintptr_t>(at)}, bytes,
+                                 [&](const frame_run& r) { handed += r.bytes; }) == status::fault);
+    CHECK(handed <= 9 * huge);
+  }
+  ::close(pagemap);
+  ::munmap(raw, bytes + huge);
 }

@@ -27,7 +27,9 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
+#include <memory>
 #include <mutex>
+#include <new>
 #include <type_traits>
 
 #include <iopt/addr/address.hpp>
@@ -122,52 +124,70 @@ public:
       return status::not_permitted;
     if (bytes == 0)
       return status::ok;
+    if (entries_ == nullptr)
+      return status::no_memory; // the read buffer could not be allocated
+    const std::lock_guard<std::mutex> lock(read_lock_);
     detail::frame_run_joiner<std::remove_reference_t<Sink>> join(sink);
-    constexpr std::uint64_t present = std::uint64_t{1} << 63;
-    constexpr std::uint64_t frame_mask = (std::uint64_t{1} << 55) - 1;
+    const std::uint64_t first_page = first.value() >> page_shift_;
     const std::uint64_t last_page = (first.value() + (bytes - 1)) >> page_shift_;
-    // A stack buffer of entries per read: the kernel's walk, not the number
-    // of reads, is what costs (a heap buffer large enough to matter would
-    // be fresh pages, zeroed by the kernel on every call).
-    std::uint64_t entries[batch];
-    // The pending run: host pages [run_page, run_page + run_pages) at frames
-    // from run_frame on.
-    std::uint64_t run_page = 0, run_frame = 0, run_pages = 0;
-    auto emit = [&] {
-      if (run_pages == 0)
-        return;
-      // Clip the run's first and last host page to the range.
-      const std::uint64_t from = std::max(run_page << page_shift_, first.value());
+    // Hands a run of host pages on, its first and last page clipped to the
+    // range.
+    auto emit = [&](std::uint64_t page, std::uint64_t frame, std::uint64_t pages) {
+      const std::uint64_t from = std::max(page << page_shift_, first.value());
       const std::uint64_t to =
-          std::min(((run_page + run_pages) << page_shift_) - 1, first.value() + (bytes - 1));
-      join.add(ua{from}, hpa{(run_frame << page_shift_) + (from - (run_page << page_shift_))},
+          std::min(((page + pages) << page_shift_) - 1, first.value() + (bytes - 1));
+      join.add(ua{from}, hpa{(frame << page_shift_) + (from - (page << page_shift_))},
                to - from + 1);
     };
-    for (std::uint64_t page = first.value() >> page_shift_; page <= last_page;) {
+    // The pending run, host pages [run_page, run_page + run_pages) at the
+    // frames from run_frame on, lives in these locals (not in the lambda's
+    // captures) so the scan below keeps it in registers.
+    std::uint64_t run_page = first_page, run_frame = 0, run_pages = 0;
+    for (std::uint64_t page = first_page; page <= last_page;) {
       const auto n = static_cast<std::size_t>(std::min<std::uint64_t>(batch, last_page - page + 1));
       const auto offset = static_cast<off_t>(page * sizeof(std::uint64_t));
       const auto want = static_cast<ssize_t>(n * sizeof(std::uint64_t));
-      if (::pread(pagemap_, entries, static_cast<std::size_t>(want), offset) != want)
+      if (::pread(pagemap_, entries_.get(), static_cast<std::size_t>(want), offset) != want)
         return status::fault;
-      for (std::size_t i = 0; i < n; ++i) {
-        const std::uint64_t entry = entries[i];
-        const std::uint64_t frame = entry & frame_mask;
-        if (IOPT_UNLIKELY((entry & present) == 0 || frame == 0))
-          return (entry & present) == 0
+      const std::uint64_t* entry = entries_.get();
+      for (std::size_t i = 0; i < n;) {
+        // Extend the pending run over entries present at the next frame:
+        // in huge pages, nearly all of them.
+        std::size_t j = i;
+        if (run_pages != 0) {
+          // Entry k continues the run when it reads present | (base + k).
+          const std::uint64_t base = (present | (run_frame + run_pages)) - i;
+          constexpr std::uint64_t kept = present | frame_mask;
+          // Eight entries per test, their differences gathered without a
+          // branch each.
+          for (; j + 8 <= n; j += 8) {
+            std::uint64_t differ = 0;
+            for (std::size_t k = j; k < j + 8; ++k)
+              differ |= (entry[k] & kept) ^ (base + k);
+            if (differ != 0)
+              break;
+          }
+          while (j < n && (entry[j] & kept) == base + j)
+            ++j;
+        }
+        run_pages += j - i;
+        if (j == n)
+          break;
+        const std::uint64_t frame = entry[j] & frame_mask;
+        if (IOPT_UNLIKELY((entry[j] & present) == 0 || frame == 0))
+          return (entry[j] & present) == 0
                      ? status::fault
                      : status::not_permitted; // frames hidden without CAP_SYS_ADMIN
-        if (run_pages != 0 && frame == run_frame + run_pages) {
-          ++run_pages; // the common case in huge pages: the next frame
-          continue;
-        }
-        emit();
-        run_page = page + i;
+        if (run_pages != 0)
+          emit(run_page, run_frame, run_pages);
+        run_page = page + j;
         run_frame = frame;
         run_pages = 1;
+        i = j + 1;
       }
       page += n;
     }
-    emit();
+    emit(run_page, run_frame, run_pages);
     join.finish();
     return status::ok;
   }
@@ -203,7 +223,14 @@ public:
   }
 
 private:
-  static constexpr std::size_t batch = 512; // pagemap entries per read: 4 KiB of stack
+  // Pagemap entries per read. The kernel walks the same page tables
+  // whatever the batch, but each read costs a system call and a walk set
+  // up: 4096 entries (16 MiB of base pages) make that small and still fit
+  // the first-level cache for the scan that follows; the buffer is the
+  // backend's, so its pages are faulted in once, not per call.
+  static constexpr std::size_t batch = 4096;
+  static constexpr std::uint64_t present = std::uint64_t{1} << 63;
+  static constexpr std::uint64_t frame_mask = (std::uint64_t{1} << 55) - 1;
   static void* address(ua a) noexcept { return reinterpret_cast<void*>(a.value()); }
 
   // Whether a mapping over the range may be hugetlb: one backed by a file
@@ -245,7 +272,9 @@ private:
   unsigned page_shift_;
   int pagemap_;
   mutable std::mutex lock_;
-  page_counts<> pins_; // host page number -> pins
+  page_counts<> pins_;   // host page number -> pins
+  std::mutex read_lock_; // guards entries_
+  std::unique_ptr<std::uint64_t[]> entries_{new (std::nothrow) std::uint64_t[batch]};
 };
 
 static_assert(pinning_backend<posix_backend>);
