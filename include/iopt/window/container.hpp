@@ -473,16 +473,15 @@ private:
       return status::hardware_error;
     }
     w.install(levels);
-    // The entries first, while the scan above has left them in cache.
-    tce_writer<typename Window::table_type> writer(w.table(), iova, pages, perm);
-    strategy_->for_each_target(from, pages, shift, writer);
-    writer.flush();
     if constexpr (Window::has_shadow) {
       [[maybe_unused]] const status remembered =
           pages == 1 ? w.shadow().map(iova, from.value(), perm, allocation::forbidden)
                      : w.shadow().map_range(iova, from.value(), pages, perm, allocation::forbidden);
       IOPT_ASSERT(remembered == status::ok); // levels installed, range checked above
     }
+    tce_writer<typename Window::table_type> writer(w.table(), iova, pages, perm);
+    strategy_->for_each_target(from, pages, shift, writer);
+    writer.flush();
     if (changes_)
       (void)w.table().for_each_run(iova, pages,
                                    [&](const mapped_run& run) { changes_(true, run); });
