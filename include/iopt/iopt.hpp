@@ -24,7 +24,10 @@
 #include <iopt/table/allocator.hpp>
 #include <iopt/table/fault_injecting_allocator.hpp>
 #include <iopt/table/geometry.hpp>
+#include <iopt/table/level_tree.hpp>
+#include <iopt/table/list_runs.hpp>
 #include <iopt/table/mappings.hpp>
+#include <iopt/table/run_collector.hpp>
 #include <iopt/table/tce_table.hpp>
 #include <iopt/table/walk.hpp>
 

@@ -330,6 +330,86 @@ TEST_CASE("free_empty_levels gives back the blocks a clear empties") {
   CHECK(t.translate(page_address(t, 7)));
 }
 
+TEST_CASE("install cannot fail after a clear empties a level the reservation counted on") {
+  // Leaves of 8 entries; with free_empty_levels a clear gives an emptied leaf
+  // back. A reservation counts the leaves that exist when it is made, so a
+  // clear in between must not free one of them.
+  auto t = make_table<config_small_blocks>();
+  const std::size_t empty_bytes = t.memory_bytes();
+  REQUIRE(t.map(page_address(t, 7), 0x7000, permission::read) == status::ok); // the last of leaf 0
+  {
+    auto r = t.reserve(page_address(t, 0), 20); // leaf 0 present, two leaves missing
+    REQUIRE(r);
+    REQUIRE(t.clear(page_address(t, 7), 1) == status::ok); // leaf 0 now empty
+    t.install(r);
+  }
+  // Every level of the reserved range exists: writing needs no allocation.
+  REQUIRE(t.map_range(page_address(t, 0), 0x40000, 20, permission::read_write,
+                      allocation::forbidden) == status::ok);
+  CHECK(t.translate(page_address(t, 7))->target == 0x47000);
+  CHECK(t.allocator().plan().live_bytes == static_cast<std::int64_t>(t.memory_bytes()));
+  // A reservation dropped without install leaks nothing, and the level it
+  // kept alive goes back with the next clear.
+  REQUIRE(t.clear(page_address(t, 0), 20) == status::ok);
+  CHECK(t.memory_bytes() == empty_bytes);
+  REQUIRE(t.map(page_address(t, 7), 0x7000, permission::read) == status::ok);
+  {
+    auto r = t.reserve(page_address(t, 0), 20);
+    REQUIRE(r);
+    REQUIRE(t.clear(page_address(t, 7), 1) == status::ok);
+    CHECK(t.memory_bytes() > empty_bytes); // kept while the reservation lives
+  }
+  CHECK(t.allocator().plan().live_bytes == static_cast<std::int64_t>(t.memory_bytes()));
+  REQUIRE(t.clear(page_address(t, 0), 8) == status::ok);
+  CHECK(t.memory_bytes() == empty_bytes);
+  CHECK(t.allocator().plan().live_bytes == static_cast<std::int64_t>(empty_bytes));
+}
+
+TEST_CASE_TEMPLATE("next_run from inside a run gives the rest of it, else the next run", Config,
+                   IOPT_TEST_CONFIGS) {
+  auto t = make_table<Config>();
+  constexpr std::uint64_t page = tce_table<Config>::page_bytes;
+  const std::uint64_t target = std::uint64_t{1} << 36;
+  REQUIRE(t.map_range(page_address(t, 10), target, 10, permission::read) == status::ok);
+  REQUIRE(t.map(page_address(t, 30), target, permission::read_write) == status::ok);
+  const auto run_at = [&](std::uint64_t from) { return t.next_run(from); };
+  // Before the run, at its first page: the whole run.
+  for (const std::uint64_t from : {std::uint64_t{0}, std::uint64_t{9}, std::uint64_t{10}}) {
+    CAPTURE(from);
+    REQUIRE(run_at(from));
+    CHECK(*run_at(from) == mapped_run{page_address(t, 10), target, 10, permission::read});
+  }
+  // Inside it and at its last page: the rest of it.
+  CHECK(*run_at(15) == mapped_run{page_address(t, 15), target + 5 * page, 5, permission::read});
+  CHECK(*run_at(19) == mapped_run{page_address(t, 19), target + 9 * page, 1, permission::read});
+  // Just past it: the next run; past every run: none.
+  CHECK(*run_at(20) == mapped_run{page_address(t, 30), target, 1, permission::read_write});
+  CHECK(!run_at(31));
+  CHECK(!run_at(t.pages()));
+}
+
+TEST_CASE_TEMPLATE("a list that maps nothing allocates nothing, even on the fast path", Config,
+                   IOPT_TEST_CONFIGS) {
+  auto t = make_table<Config>();
+  constexpr std::uint64_t page = tce_table<Config>::page_bytes;
+  const std::size_t before = t.memory_bytes();
+  const std::uint64_t at = t.pages() - 512; // where no level exists yet
+  // 512 values that map nothing, over levels that do not exist.
+  const std::vector<std::uint64_t> zeros(512, 0);
+  CHECK(t.put_list(page_address(t, at), zeros, allocation::forbidden) == status::ok);
+  CHECK(t.memory_bytes() == before);
+  CHECK(t.mappings().begin() == t.mappings().end());
+  // A list that maps one page in the middle needs that page's levels only,
+  // and clears the rest, present levels or not.
+  REQUIRE(t.map(page_address(t, at), page, permission::read) == status::ok);
+  std::vector<std::uint64_t> one(512, 0);
+  one[300] = 5 * page | 1;
+  REQUIRE(t.put_list(page_address(t, at), one) == status::ok);
+  CHECK(t.translate(page_address(t, at)).error() == status::not_found);
+  CHECK(t.translate(page_address(t, at + 300))->target == 5 * page);
+  CHECK(std::distance(t.mappings().begin(), t.mappings().end()) == 1);
+}
+
 TEST_CASE("1 GiB mapped in a 128 TiB window costs at most 1.05x its leaf blocks") {
   auto t = make_table<config_huge_window>();
   const std::uint64_t pages = (std::uint64_t{1} << 30) >> 16;

@@ -95,8 +95,8 @@ public:
   status put_tce(std::uint64_t liobn, std::uint64_t ioba_value, std::uint64_t tce,
                  hcall_path path) noexcept {
     return on_window(liobn, [&](auto& window) {
-      if (const status s = check_range(window, ioba{ioba_value}, 1); IOPT_UNLIKELY(s != status::ok))
-        return s;
+      if (const auto span = window.locate(ioba{ioba_value}, 1); IOPT_UNLIKELY(!span))
+        return span.error();
       if (const status s = check_target(window, tce); IOPT_UNLIKELY(s != status::ok))
         return s;
       return reported(liobn, ioba{ioba_value}, 1,
@@ -115,8 +115,9 @@ public:
       if ((list_gpa & (indirect_list_alignment - 1)) != 0)
         return status::not_aligned;
       // The whole range first: every page, not only the first.
-      if (const status s = check_range(window, ioba{ioba_value}, npages); s != status::ok)
-        return s;
+      const auto span = window.locate(ioba{ioba_value}, npages);
+      if (!span)
+        return span.error();
       // A private copy: validating in guest memory and reading it again to
       // write would let the guest change entries in between. It stays
       // big-endian, as PAPR lays it out; the table reads it in that form.
@@ -126,8 +127,7 @@ public:
           s != status::ok)
         return s;
       return reported(liobn, ioba{ioba_value}, npages,
-                      window.put_list(ioba{ioba_value}, big_endian_values{wanted},
-                                      allocation_for(path),
+                      window.put_list(*span, big_endian_values{wanted}, allocation_for(path),
                                       [this](std::uint64_t tce, std::uint64_t pages) noexcept {
                                         return check_ram<table_type>(tce, pages);
                                       }));
@@ -141,14 +141,15 @@ public:
       using format = typename std::remove_reference_t<decltype(window)>::format;
       if (npages == 0)
         return status::invalid_parameter;
-      if (const status s = check_range(window, ioba{ioba_value}, npages); s != status::ok)
-        return s;
+      const auto span = window.locate(ioba{ioba_value}, npages);
+      if (!span)
+        return span.error();
       if (format::is_present(value) && !options_.stuff_accepts_mappings)
         return status::invalid_parameter; // PAPR: stuff clears
       if (const status s = check_target(window, value); s != status::ok)
         return s;
       return reported(liobn, ioba{ioba_value}, npages,
-                      window.fill(ioba{ioba_value}, npages, value, allocation_for(path)));
+                      window.fill(*span, value, allocation_for(path)));
     });
   }
 
@@ -183,18 +184,6 @@ private:
       if (r.liobn == liobn)
         return &r;
     return nullptr;
-  }
-
-  template <class Table>
-  static status check_range(const Table& window, ioba first, std::uint64_t pages) noexcept {
-    const ioba_range w = window.window();
-    if (!w.contains(first))
-      return status::out_of_window;
-    if (!is_aligned(first, Table::page_shift))
-      return status::not_aligned;
-    if (pages > window.pages() - window.page_index(first))
-      return status::out_of_window;
-    return status::ok;
   }
 
   // A TCE the window's format accepts and, if it maps anything, pointing at

@@ -167,6 +167,17 @@ struct table_geometry {
   static constexpr unsigned top_bits(unsigned entries_bits) noexcept {
     return entries_bits > lower_bits ? entries_bits - lower_bits : 0;
   }
+  // Bytes of that top level (it is allocated aligned to its size).
+  static constexpr std::size_t top_block_bytes(unsigned entries_bits) noexcept {
+    return (std::size_t{1} << top_bits(entries_bits)) * sizeof(std::uint64_t);
+  }
+  // The largest block a window of 2^entries_bits pages ever allocates.
+  static constexpr std::size_t largest_block_bytes(unsigned entries_bits) noexcept {
+    std::size_t largest = top_block_bytes(entries_bits);
+    for (unsigned level = 0; level < top; ++level)
+      largest = largest > block_bytes(level) ? largest : block_bytes(level);
+    return largest;
+  }
 };
 
 } // namespace iopt

@@ -147,4 +147,14 @@ struct walker {
   }
 };
 
+// A mixin for visitors that write a range whose levels were made to exist
+// beforehand: a missing level cannot happen there.
+struct prepared_writer {
+  template <unsigned Level>
+  on_missing missing(std::uint64_t&, std::uint64_t, std::uint64_t) noexcept {
+    IOPT_ASSERT(false && "levels were ensured before writing");
+    return on_missing::stop;
+  }
+};
+
 } // namespace iopt::detail

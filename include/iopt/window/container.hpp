@@ -248,17 +248,16 @@ public:
     std::uint64_t unmapped = 0;
     const status s = with_window(iova, [&](auto& w) {
       using window = std::remove_reference_t<decltype(w)>;
-      if (const status c = check_range(w, iova, size); c != status::ok)
-        return c;
-      const std::uint64_t pages = size >> window::page_shift;
+      const auto span = locate(w, iova, size);
+      if (!span)
+        return span.error();
       if (changes_)
-        (void)w.table().for_each_run(iova, pages,
-                                     [&](const mapped_run& run) { changes_(false, run); });
-      w.for_each_mapped_run(iova, pages, [&](ua first, std::uint64_t n, permission p) {
+        w.table().for_each_run(*span, [&](const mapped_run& run) { changes_(false, run); });
+      w.for_each_mapped_run(*span, [&](ua first, std::uint64_t n, permission p) {
         strategy_->unmap_pages(first, n, window::page_shift, p);
         unmapped += n << window::page_shift;
       });
-      w.clear(iova, pages);
+      w.clear(*span);
       return status::ok;
     });
     if (s != status::ok)
@@ -397,10 +396,7 @@ private:
       return;
     if (automatic) {
       const unsigned entries_bits = window_shift - page_shift;
-      std::uint64_t largest = (std::uint64_t{8} << geometry::top_bits(entries_bits));
-      for (unsigned l = 0; l + 1 < geometry::levels; ++l)
-        largest = std::max<std::uint64_t>(largest, geometry::block_bytes(l));
-      if (largest > options_.max_block_bytes)
+      if (geometry::largest_block_bytes(entries_bits) > options_.max_block_bytes)
         return;
     }
     auto made = dma_window<Config, Accounting, shadow>::create(start, bytes, *accounting_);
@@ -430,25 +426,26 @@ private:
     return status::out_of_window;
   }
 
+  // The pages of `size` bytes from iova in the window: both must be aligned
+  // to the window's pages, and the range must end inside it.
   template <class Window>
-  static status check_range(const Window& w, ioba iova, std::uint64_t size) noexcept {
-    if (!is_aligned(iova, Window::page_shift) || !is_aligned(size, Window::page_shift))
+  static result<page_span> locate(const Window& w, ioba iova, std::uint64_t size) noexcept {
+    if (!is_aligned(size, Window::page_shift))
       return status::not_aligned;
-    if (size - 1 > w.range().last() - iova)
-      return status::out_of_window;
-    return status::ok;
+    return w.locate(iova, size >> Window::page_shift);
   }
 
   template <class Window>
   status map_in(Window& w, ioba iova, ua from, std::uint64_t size, permission perm) noexcept {
     constexpr unsigned shift = Window::page_shift;
-    if (const status s = check_range(w, iova, size); s != status::ok)
-      return s;
+    const auto span = locate(w, iova, size);
+    if (!span)
+      return span.error();
     if (!is_aligned(from, shift))
       return status::not_aligned;
-    const std::uint64_t pages = size >> shift;
+    const std::uint64_t pages = span->count();
     bool occupied = false;
-    (void)w.table().for_each_run(iova, pages, [&](const mapped_run&) {
+    w.table().for_each_run(*span, [&](const mapped_run&) {
       occupied = true;
       return false;
     });
@@ -459,7 +456,7 @@ private:
     // every page (undone on failure; the reservation then gives its blocks
     // back), and only then install the levels and write the entries, which
     // cannot fail.
-    auto levels = w.reserve(iova, pages);
+    auto levels = w.reserve(*span);
     if (!levels)
       return levels.error;
     hpa highest{};
@@ -476,15 +473,14 @@ private:
     if constexpr (Window::has_shadow) {
       [[maybe_unused]] const status remembered =
           pages == 1 ? w.shadow().map(iova, from.value(), perm, allocation::forbidden)
-                     : w.shadow().map_range(iova, from.value(), pages, perm, allocation::forbidden);
+                     : w.shadow().map_range(*span, from.value(), perm, allocation::forbidden);
       IOPT_ASSERT(remembered == status::ok); // levels installed, range checked above
     }
     tce_writer<typename Window::table_type> writer(w.table(), iova, pages, perm);
     strategy_->for_each_target(from, pages, shift, writer);
     writer.flush();
     if (changes_)
-      (void)w.table().for_each_run(iova, pages,
-                                   [&](const mapped_run& run) { changes_(true, run); });
+      w.table().for_each_run(*span, [&](const mapped_run& run) { changes_(true, run); });
     return status::ok;
   }
 
@@ -554,10 +550,10 @@ private:
       using window = std::decay_t<decltype(w)>;
       if (changes_)
         w.table().for_each_run([&](const mapped_run& run) { changes_(false, run); });
-      w.for_each_mapped_run(w.range().first(), w.table().pages(),
-                            [&](ua first, std::uint64_t pages, permission p) {
-                              strategy_->unmap_pages(first, pages, window::page_shift, p);
-                            });
+      if (const auto whole = w.locate(w.range().first(), w.table().pages()))
+        w.for_each_mapped_run(*whole, [&](ua first, std::uint64_t pages, permission p) {
+          strategy_->unmap_pages(first, pages, window::page_shift, p);
+        });
     });
     slots_[i] = std::monostate{};
     is_default_[i] = false;

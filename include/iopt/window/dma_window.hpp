@@ -77,50 +77,56 @@ public:
       return table_.memory_bytes();
   }
 
-  // Levels for [first, first + pages) in both tables, reserved (allocated
-  // but not yet visible) so that a caller can do its other fallible steps
-  // before anything changes; install() then makes them visible and cannot
-  // fail. If either reservation fails, neither table changed.
-  struct level_reservations {
+  // Checks a range of pages against the window (see tce_table::locate); the
+  // span is good for the table and its shadow alike.
+  [[nodiscard]] result<page_span> locate(ioba first, std::uint64_t pages) const noexcept {
+    return table_.locate(first, pages);
+  }
+
+  // Levels for the span in both tables, reserved (allocated but not yet
+  // visible) so that a caller can do its other fallible steps before
+  // anything changes; install() then makes them visible and cannot fail. If
+  // either reservation fails, neither table changed.
+  struct reservation {
     typename table_type::level_reservation table;
     std::conditional_t<Shadow, typename shadow_type::level_reservation, no_shadow> shadow;
     status error = status::ok;
     explicit operator bool() const noexcept { return error == status::ok; }
   };
-  [[nodiscard]] level_reservations reserve(ioba first, std::uint64_t pages) noexcept {
+  [[nodiscard]] reservation reserve(page_span span) noexcept {
     if constexpr (Shadow) {
-      level_reservations r{table_.reserve(first, pages), shadow_.reserve(first, pages), status::ok};
+      reservation r{table_.reserve(span), shadow_.reserve(span), status::ok};
       r.error = !r.table ? r.table.error() : !r.shadow ? r.shadow.error() : status::ok;
       return r;
     } else {
-      level_reservations r{table_.reserve(first, pages), {}, status::ok};
+      reservation r{table_.reserve(span), {}, status::ok};
       r.error = r.table ? status::ok : r.table.error();
       return r;
     }
   }
-  void install(level_reservations& r) noexcept {
+  void install(reservation& r) noexcept {
     table_.install(r.table);
     if constexpr (Shadow)
       shadow_.install(r.shadow);
   }
 
-  // Calls undo(ua first, std::uint64_t pages, permission) for every run of
-  // mapped pages in the range whose user addresses follow each other: from
+  // Calls on_run(ua first, std::uint64_t pages, permission) for every run of
+  // mapped pages in the span whose user addresses follow each other: from
   // the shadow, or (with no shadow, where the target is the user address)
   // from the table.
-  template <class Undo>
-  void for_each_mapped_run(ioba first, std::uint64_t pages, Undo&& undo) const {
-    auto per_run = [&](const mapped_run& run) { undo(ua{run.target}, run.pages, run.perm); };
+  template <class OnRun>
+  void for_each_mapped_run(page_span span, OnRun&& on_run) const {
+    auto per_run = [&](const mapped_run& run) { on_run(ua{run.target}, run.pages, run.perm); };
     if constexpr (Shadow)
-      (void)shadow_.for_each_run(first, pages, per_run);
+      shadow_.for_each_run(span, per_run);
     else
-      (void)table_.for_each_run(first, pages, per_run);
+      table_.for_each_run(span, per_run);
   }
 
-  void clear(ioba first, std::uint64_t pages) noexcept {
-    (void)table_.clear(first, pages);
+  void clear(page_span span) noexcept {
+    table_.clear(span);
     if constexpr (Shadow)
-      (void)shadow_.clear(first, pages);
+      shadow_.clear(span);
   }
 
 private:

@@ -1,0 +1,314 @@
+// iopt — IOMMU page-table algorithms for the POWER sPAPR IOMMU.
+// SPDX-License-Identifier: MIT
+//
+// level_tree<Config>: the blocks of a TCE table and where they come from.
+//
+// A table is a tree of levels (table/geometry.hpp, table/walk.hpp): a top
+// block sized for the window, and lower blocks allocated from the
+// configuration's allocator when an entry below them is first set. This
+// header owns that tree: the top block, the bytes held, the allocator, and
+// the one way lower blocks come into being.
+//
+// Allocation is all or nothing. reserve() counts the blocks a range of pages
+// lacks and allocates all of them privately into a level_reservation; nothing
+// is visible yet, and a reservation that is never installed gives its blocks
+// back when it dies. install() publishes them with a compare-and-swap per
+// missing entry (a lost race gives the block back to the reservation and uses
+// the winner's) and cannot fail: while any reservation is outstanding, a clear
+// leaves emptied blocks in place (see release_if_empty), so a block counted as
+// present when the reservation was made is still there when it is installed.
+#pragma once
+
+#include <algorithm>
+#include <array>
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <utility>
+
+#include <iopt/config.hpp>
+#include <iopt/status.hpp>
+#include <iopt/table/geometry.hpp>
+#include <iopt/table/walk.hpp>
+
+namespace iopt {
+
+// Whether an operation may allocate levels. A hypervisor's fast path may not
+// (it must neither sleep nor allocate): where a level is missing it gets
+// status::too_hard, with nothing changed, and retries on the slow path.
+enum class allocation : std::uint8_t { allowed, forbidden };
+
+template <class Config>
+class level_tree {
+  using geometry = table_geometry<Config>;
+  using traits = table_traits<Config>;
+  using walker = detail::walker<Config>;
+
+public:
+  using allocator_type = typename traits::allocator;
+  static constexpr unsigned levels = geometry::levels;
+  static constexpr unsigned top = geometry::top;
+
+private:
+  // Zeroed blocks allocated for one operation and not installed yet, one
+  // intrusive list per level (the link lives in the block's word 0).
+  struct spare_blocks {
+    std::array<std::uint64_t*, levels> head{};
+
+    void push(unsigned level, std::uint64_t* block) noexcept {
+      block[0] = reinterpret_cast<std::uintptr_t>(head[level]);
+      head[level] = block;
+    }
+    std::uint64_t* pop(unsigned level) noexcept {
+      std::uint64_t* block = head[level];
+      if (block != nullptr) {
+        head[level] = reinterpret_cast<std::uint64_t*>(block[0]);
+        block[0] = 0;
+      }
+      return block;
+    }
+  };
+
+public:
+  // The blocks a range of pages lacked when it was reserved, allocated and
+  // not yet visible.
+  class level_reservation {
+  public:
+    level_reservation(level_reservation&& other) noexcept
+        : tree_(std::exchange(other.tree_, nullptr)), first_(other.first_), last_(other.last_),
+          spares_(std::exchange(other.spares_, spare_blocks{})), status_(other.status_) {}
+    level_reservation& operator=(level_reservation&&) = delete;
+    ~level_reservation() {
+      if (tree_ != nullptr) {
+        tree_->free_spares(spares_);
+        tree_->reservations_.fetch_sub(1, std::memory_order_acq_rel);
+      }
+    }
+    [[nodiscard]] explicit operator bool() const noexcept { return status_ == status::ok; }
+    [[nodiscard]] status error() const noexcept { return status_; }
+
+  private:
+    friend class level_tree;
+    // A failed reservation for a caller's own check (no tree).
+    explicit level_reservation(status s) noexcept : tree_(nullptr), status_(s) {}
+    level_reservation(level_tree* tree, std::uint64_t first, std::uint64_t last) noexcept
+        : tree_(tree), first_(first), last_(last), status_(status::ok) {
+      tree_->reservations_.fetch_add(1, std::memory_order_acq_rel);
+    }
+    level_tree* tree_;
+    std::uint64_t first_ = 0, last_ = 0;
+    spare_blocks spares_{};
+    status status_;
+  };
+
+  level_tree() noexcept = default;
+  explicit level_tree(allocator_type alloc) noexcept : alloc_(std::move(alloc)) {}
+  level_tree(level_tree&& other) noexcept
+      : alloc_(std::move(other.alloc_)), top_(std::exchange(other.top_, nullptr)),
+        top_bits_(other.top_bits_), bytes_(other.bytes_.exchange(0, std::memory_order_relaxed)) {}
+  level_tree& operator=(level_tree&& other) noexcept {
+    if (this != &other) {
+      release();
+      alloc_ = std::move(other.alloc_);
+      top_ = std::exchange(other.top_, nullptr);
+      top_bits_ = other.top_bits_;
+      bytes_.store(other.bytes_.exchange(0, std::memory_order_relaxed), std::memory_order_relaxed);
+    }
+    return *this;
+  }
+  level_tree(const level_tree&) = delete;
+  level_tree& operator=(const level_tree&) = delete;
+  ~level_tree() { release(); }
+
+  // Allocates the top block for a window of 2^entries_bits pages; false
+  // when it cannot be had.
+  [[nodiscard]] bool grow_top(unsigned entries_bits) noexcept {
+    top_bits_ = geometry::top_bits(entries_bits);
+    top_ = allocate_block(top_bytes(), top_bytes());
+    if (top_ == nullptr)
+      return false;
+    bytes_.store(top_bytes(), std::memory_order_relaxed);
+    return true;
+  }
+
+  [[nodiscard]] std::uint64_t* top_block() const noexcept { return top_; }
+  // Bytes held by the levels right now.
+  [[nodiscard]] std::size_t bytes() const noexcept {
+    return bytes_.load(std::memory_order_relaxed);
+  }
+  [[nodiscard]] allocator_type& allocator() noexcept { return alloc_; }
+
+  // Makes every level below page indices [first, last] exist. The common
+  // case (all there) is one read-only walk; the rest is out of line. When
+  // allocation is forbidden a missing level is too_hard for the caller.
+  status ensure(std::uint64_t first, std::uint64_t last,
+                allocation may = allocation::allowed) noexcept {
+    if constexpr (levels == 1) {
+      return status::ok;
+    } else {
+      missing_counter counter;
+      walker::template walk<top>(top_, first, last, counter);
+      if (IOPT_LIKELY(counter.total == 0))
+        return status::ok;
+      if (may == allocation::forbidden)
+        return status::too_hard;
+      level_reservation r = reserve_counted(first, last, counter);
+      if (!r)
+        return r.error();
+      install(r);
+      return status::ok;
+    }
+  }
+
+  // Allocates every block missing below [first, last], privately.
+  [[nodiscard]] level_reservation reserve(std::uint64_t first, std::uint64_t last) noexcept {
+    missing_counter counter;
+    if constexpr (levels > 1)
+      walker::template walk<top>(top_, first, last, counter);
+    return reserve_counted(first, last, counter);
+  }
+  // A reservation that failed before it reached the tree (its range was bad).
+  [[nodiscard]] static level_reservation refused(status s) noexcept { return level_reservation(s); }
+  // Publishes a reservation's blocks where entries are still missing.
+  void install(level_reservation& r) noexcept {
+    if (r.tree_ == this && r.status_ == status::ok) {
+      installer put{this, &r.spares_};
+      walker::template walk<top>(top_, r.first_, r.last_, put);
+    }
+  }
+
+  // After a clear below `entry` of `Level`: with the configuration's
+  // free_empty_levels, gives the child block back when every entry of it is
+  // empty, unless a reservation is outstanding (it may count on the block).
+  template <unsigned Level>
+  void release_if_empty(std::uint64_t& entry, std::uint64_t* child) noexcept {
+    if constexpr (traits::free_empty_levels) {
+      if (reservations_.load(std::memory_order_acquire) != 0)
+        return;
+      for (std::size_t i = 0; i < geometry::block_entries(Level - 1); ++i)
+        if (detail::load_entry(child[i]) != 0)
+          return;
+      detail::store_entry(entry, 0);
+      free_block(Level - 1, child);
+      bytes_.fetch_sub(geometry::block_bytes(Level - 1), std::memory_order_relaxed);
+    }
+  }
+
+  // Gives every block back.
+  void release() noexcept {
+    if (top_ == nullptr)
+      return;
+    free_below<top>(top_, std::size_t{1} << top_bits_);
+    alloc_.deallocate(top_, top_bytes(), top_bytes());
+    top_ = nullptr;
+    bytes_.store(0, std::memory_order_relaxed);
+  }
+
+private:
+  std::size_t top_bytes() const noexcept {
+    return (std::size_t{1} << top_bits_) * sizeof(std::uint64_t);
+  }
+  static constexpr std::size_t lower_alignment(unsigned level) noexcept {
+    return std::max(geometry::block_bytes(level), detail::min_indirect_alignment);
+  }
+  std::uint64_t* allocate_block(std::size_t bytes, std::size_t alignment) noexcept {
+    void* block = alloc_.allocate(bytes, alignment);
+    if (block != nullptr)
+      std::memset(block, 0, bytes); // empty entries are all-zero in every byte order
+    return static_cast<std::uint64_t*>(block);
+  }
+  void free_block(unsigned level, std::uint64_t* block) noexcept {
+    alloc_.deallocate(block, geometry::block_bytes(level), lower_alignment(level));
+  }
+
+  // Counts the blocks missing below [first, last]: reading only.
+  struct missing_counter {
+    static constexpr bool whole_gaps = true;
+    std::array<std::uint64_t, levels> blocks{};
+    std::uint64_t total = 0;
+
+    bool leaf(std::uint64_t*, std::size_t, std::size_t, std::uint64_t) noexcept { return true; }
+    template <unsigned Level>
+    detail::on_missing missing(std::uint64_t&, std::uint64_t first, std::uint64_t last) noexcept {
+      // A missing slot of Level lacks its whole subtree over [first, last]:
+      // at each level k below, one block per distinct slot of level k + 1.
+      for (unsigned k = 0; k < Level; ++k) {
+        const unsigned shift = geometry::index_shift(k + 1);
+        const std::uint64_t n = (last >> shift) - (first >> shift) + 1;
+        blocks[k] += n;
+        total += n;
+      }
+      return detail::on_missing::skip;
+    }
+  };
+
+  // Installs spare blocks where entries are missing. A lost race puts the
+  // block back among the spares and uses the winner's block.
+  struct installer {
+    level_tree* tree;
+    spare_blocks* spares;
+
+    bool leaf(std::uint64_t*, std::size_t, std::size_t, std::uint64_t) noexcept { return true; }
+    template <unsigned Level>
+    detail::on_missing missing(std::uint64_t& entry, std::uint64_t, std::uint64_t) noexcept {
+      std::uint64_t* block = spares->pop(Level - 1);
+      IOPT_ASSERT(block != nullptr); // counted by reserve, and no clear freed a level since
+      std::uint64_t expected = 0;
+      if (std::atomic_ref<std::uint64_t>(entry).compare_exchange_strong(
+              expected, walker::encode_indirect(block), std::memory_order_acq_rel,
+              std::memory_order_acquire))
+        tree->bytes_.fetch_add(geometry::block_bytes(Level - 1), std::memory_order_relaxed);
+      else
+        spares->push(Level - 1, block);
+      return detail::on_missing::descend;
+    }
+  };
+
+  // Allocates what the counter found missing; nothing is installed here.
+  IOPT_COLD level_reservation reserve_counted(std::uint64_t first, std::uint64_t last,
+                                              const missing_counter& counter) noexcept {
+    level_reservation r(this, first, last);
+    for (unsigned level = 0; level < top; ++level) {
+      for (std::uint64_t n = 0; n < counter.blocks[level]; ++n) {
+        std::uint64_t* block = allocate_block(geometry::block_bytes(level), lower_alignment(level));
+        if (block == nullptr) {
+          r.status_ = status::no_memory;
+          return r; // its destructor gives back what was allocated
+        }
+        r.spares_.push(level, block);
+      }
+    }
+    return r;
+  }
+
+  // Frees the spare blocks of a reservation: all of them after a failure,
+  // the losers of races otherwise.
+  void free_spares(spare_blocks& spares) noexcept {
+    for (unsigned level = 0; level < top; ++level)
+      while (std::uint64_t* block = spares.pop(level))
+        free_block(level, block);
+  }
+
+  template <unsigned Level>
+  void free_below(std::uint64_t* block, std::size_t entries) noexcept {
+    if constexpr (Level > 0) {
+      for (std::size_t i = 0; i < entries; ++i) {
+        const std::uint64_t raw = block[i];
+        if (raw == 0)
+          continue;
+        std::uint64_t* child = walker::decode_indirect(raw);
+        free_below<Level - 1>(child, geometry::block_entries(Level - 1));
+        free_block(Level - 1, child);
+      }
+    }
+  }
+
+  [[no_unique_address]] allocator_type alloc_{};
+  std::uint64_t* top_ = nullptr;
+  unsigned top_bits_ = 0; // log2 of the top level's entries
+  std::atomic<std::size_t> bytes_{0};
+  std::atomic<unsigned> reservations_{0}; // outstanding level_reservations
+};
+
+} // namespace iopt
