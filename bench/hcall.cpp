@@ -61,7 +61,7 @@ struct bench_guest {
 
   list_page_memory memory;
   table_type window;
-  tce_hcalls<list_page_memory, no_change_sink, Config> hcalls{memory};
+  tce_hcalls<list_page_memory, Config> hcalls{memory};
 
   bench_guest() : window(make()) {
     if (hcalls.attach(liobn, window) != status::ok)

@@ -3,6 +3,7 @@
 #include "baselines/linked_list_registry.hpp"
 #include "bench_support.hpp"
 
+#include <iopt/configs.hpp>
 #include <iopt/prereg/posix_backend.hpp>
 #include <iopt/prereg/registry.hpp>
 #include <iopt/window/container.hpp>

@@ -7,6 +7,7 @@
 #include <iopt/configs.hpp>
 #include <iopt/listener/listener.hpp>
 #include <iopt/notify/notifier.hpp>
+#include <iopt/table/tce_table.hpp>
 
 #include <cstdlib>
 

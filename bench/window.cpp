@@ -4,6 +4,7 @@
 // entries: BM_memset_entries/16384).
 #include "bench_support.hpp"
 
+#include <iopt/configs.hpp>
 #include <iopt/window/container.hpp>
 
 #include <chrono>

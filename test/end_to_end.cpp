@@ -85,8 +85,9 @@ TEST_CASE("a guest with a huge window, from memory map to device translation and
 
     buffer_guest_memory guest_memory(gpa{0}, ram_bytes);
     using window_type = tce_table<config_guest_huge>;
-    tce_hcalls<buffer_guest_memory, notifying_sink<window_type>, config_guest_huge> hcalls(
-        guest_memory, notifying_sink<window_type>(liobn, *guest_window, guest_notifiers));
+    guest_window_notifier<window_type> to_notifiers(liobn, *guest_window, guest_notifiers);
+    tce_hcalls<buffer_guest_memory, config_guest_huge> hcalls(guest_memory);
+    hcalls.set_change_hook(to_notifiers.hook());
     REQUIRE(hcalls.attach(liobn, *guest_window) == status::ok);
 
     // The guest maps 8 MiB of its RAM at bus offset +1 GiB with one indirect call...

@@ -16,6 +16,7 @@
 #include <array>
 #include <cstdint>
 
+#include <iopt/addr/address.hpp> // huge_window_bus_offset, for users of the huge window
 #include <iopt/addr/page_size.hpp>
 #include <iopt/format/hardware_tce.hpp>
 
@@ -65,8 +66,5 @@ struct config_16m_flat {
   static constexpr std::array<unsigned, 1> level_bits{20};
   static constexpr bool hardware_index_limit = true;
 };
-
-// Where the 64-bit DMA window of a partitionable endpoint starts.
-inline constexpr std::uint64_t huge_window_bus_offset = std::uint64_t{1} << 59;
 
 } // namespace iopt

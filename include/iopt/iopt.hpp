@@ -4,7 +4,8 @@
 // Everything in one include.
 #pragma once
 
-#include <iopt/config.hpp>
+#include <iopt/settings.hpp>
+#include <iopt/hook.hpp>
 #include <iopt/status.hpp>
 #include <iopt/version.hpp>
 
@@ -22,7 +23,6 @@
 #include <iopt/format/traits.hpp>
 
 #include <iopt/table/allocator.hpp>
-#include <iopt/table/fault_injecting_allocator.hpp>
 #include <iopt/table/geometry.hpp>
 #include <iopt/table/level_tree.hpp>
 #include <iopt/table/list_runs.hpp>
@@ -43,7 +43,7 @@
 #include <iopt/window/dma_window.hpp>
 #include <iopt/window/vfio_errno.hpp>
 
-#include <iopt/hcall/change_sink.hpp>
+#include <iopt/hcall/change_hook.hpp>
 #include <iopt/hcall/guest_memory.hpp>
 #include <iopt/hcall/tce_hcalls.hpp>
 

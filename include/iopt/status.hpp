@@ -15,7 +15,7 @@
 #include <type_traits>
 #include <utility>
 
-#include <iopt/config.hpp>
+#include <iopt/settings.hpp>
 
 namespace iopt {
 

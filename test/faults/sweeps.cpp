@@ -5,6 +5,8 @@
 // world must end with all counters at zero. Under the asan preset,
 // LeakSanitizer checks that nothing leaked as well.
 #include <iopt/iopt.hpp>
+#include <iopt/testing/fault_injecting_accounting.hpp>
+#include <iopt/testing/fault_injecting_allocator.hpp>
 
 #include <doctest/doctest.h>
 
@@ -224,7 +226,7 @@ struct hcall_world {
   fault_plan plan;
   buffer_guest_memory memory{gpa{0}, 16 * mib};
   tce_table<config> window = make();
-  tce_hcalls<buffer_guest_memory, no_change_sink, config> hcalls{memory};
+  tce_hcalls<buffer_guest_memory, config> hcalls{memory};
 
   hcall_world() {
     REQUIRE(hcalls.attach(1, window) == status::ok);

@@ -24,7 +24,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   auto window = table_type::create(ioba{huge_window_bus_offset}, std::uint64_t{1} << 40);
   IOPT_FUZZ_CHECK(window.has_value());
   const std::uint64_t pages = window->pages();
-  tce_hcalls<buffer_guest_memory, no_change_sink, config_huge_window> hcalls(memory);
+  tce_hcalls<buffer_guest_memory, config_huge_window> hcalls(memory);
   IOPT_FUZZ_CHECK(hcalls.attach(1, *window) == status::ok);
   std::map<std::uint64_t, std::uint64_t> model;
 

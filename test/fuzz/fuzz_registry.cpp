@@ -5,7 +5,7 @@
 
 #include "../prereg/support.hpp"
 #include <iopt/prereg/pinning.hpp>
-#include <iopt/table/fault_injecting_allocator.hpp>
+#include <iopt/testing/fault_injecting_allocator.hpp>
 
 #include <map>
 

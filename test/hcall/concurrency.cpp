@@ -31,7 +31,7 @@ TEST_CASE("two vCPUs: disjoint ranges equal the sequential result, overlapping o
   buffer_guest_memory memory(gpa{0}, guest_ram_bytes<config>);
   for (int trial = 0; trial < 20; ++trial) {
     auto window = make_table<config>();
-    tce_hcalls<buffer_guest_memory, no_change_sink, config> hcalls(memory);
+    tce_hcalls<buffer_guest_memory, config> hcalls(memory);
     REQUIRE(hcalls.attach(test_liobn, window) == status::ok);
     const std::uint64_t base = window.window().first().value();
     const std::size_t empty = window.memory_bytes();

@@ -1,5 +1,5 @@
 // Shared by the hypercall tests: a guest with RAM at guest physical 0 and a
-// sink that records what the front end reports.
+// log of what the front end reports.
 #pragma once
 
 #include "table/support.hpp"
@@ -17,11 +17,14 @@ struct change {
   friend bool operator==(const change&, const change&) = default;
 };
 
-struct recording_sink {
-  std::vector<change>* log = nullptr;
+// Records what the front end reports through its change hook.
+struct change_log {
+  std::vector<change> changes;
   void tces_changed(std::uint64_t liobn, iopt::ioba first, std::uint64_t pages) noexcept {
-    if (log != nullptr)
-      log->push_back({liobn, first, pages});
+    changes.push_back({liobn, first, pages});
+  }
+  iopt::tce_change_hook hook() noexcept {
+    return iopt::tce_change_hook::to<&change_log::tces_changed>(*this);
   }
 };
 

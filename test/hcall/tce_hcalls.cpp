@@ -15,15 +15,17 @@ namespace {
 template <class Config>
 struct guest {
   using table_type = tce_table<Config>;
-  using hcalls_type = tce_hcalls<buffer_guest_memory, recording_sink, Config>;
+  using hcalls_type = tce_hcalls<buffer_guest_memory, Config>;
   static constexpr std::uint64_t page = table_type::page_bytes;
 
   buffer_guest_memory memory{gpa{0}, guest_ram_bytes<Config>};
   table_type window = make_table<Config>();
-  std::vector<change> changes;
-  hcalls_type hcalls{memory, recording_sink{&changes}};
+  change_log log;
+  std::vector<change>& changes = log.changes;
+  hcalls_type hcalls{memory};
 
-  explicit guest(hcall_options options = {}) : hcalls(memory, recording_sink{&changes}, options) {
+  explicit guest(hcall_options options = {}) : hcalls(memory, options) {
+    hcalls.set_change_hook(log.hook());
     REQUIRE(hcalls.attach(test_liobn, window) == status::ok);
   }
   std::uint64_t bus(std::uint64_t page_index) const {
@@ -48,7 +50,7 @@ TEST_CASE("windows of different configurations behind one front end") {
   buffer_guest_memory memory{gpa{0}, std::uint64_t{1} << 26};
   auto default_window = make_table<config_4k>();
   auto huge = make_table<config_huge_window>();
-  tce_hcalls<buffer_guest_memory, no_change_sink, config_4k, config_huge_window> hcalls(memory);
+  tce_hcalls<buffer_guest_memory, config_4k, config_huge_window> hcalls(memory);
   REQUIRE(hcalls.attach(1, default_window) == status::ok);
   REQUIRE(hcalls.attach(2, huge) == status::ok);
   CHECK(hcalls.put_tce(1, 0x3000, 0x5000 | 3, hcall_path::slow) == status::ok);

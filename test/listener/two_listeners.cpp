@@ -12,6 +12,7 @@
 //   - a mapping that survives a step was never unmapped during it;
 //   - no sink call failed;
 // and at the end, with every region gone, nothing is left.
+#include <iopt/configs.hpp>
 #include <iopt/listener/listener.hpp>
 #include <iopt/listener/sinks.hpp>
 #include <iopt/window/container.hpp>

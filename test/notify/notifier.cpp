@@ -1,6 +1,7 @@
 #include <iopt/configs.hpp>
 #include <iopt/hcall/tce_hcalls.hpp>
 #include <iopt/notify/notifier.hpp>
+#include <iopt/window/container.hpp>
 
 #include <doctest/doctest.h>
 
@@ -92,8 +93,9 @@ TEST_CASE("the hypercall front end reports through notifiers: one event per run,
   event_log log;
   callback_notifier n(log.callback());
   list.attach(n, t);
-  tce_hcalls<buffer_guest_memory, notifying_sink<table_type>, config_huge_window> hcalls(
-      memory, notifying_sink<table_type>(7, t, list));
+  guest_window_notifier<table_type> to_list(7, t, list);
+  tce_hcalls<buffer_guest_memory, config_huge_window> hcalls(memory);
+  hcalls.set_change_hook(to_list.hook());
   REQUIRE(hcalls.attach(7, t) == status::ok);
   std::vector<std::uint64_t> tces(512);
   for (std::uint64_t i = 0; i < 512; ++i)

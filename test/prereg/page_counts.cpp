@@ -1,7 +1,7 @@
 // page_counts against a map of page -> count, over random ranges that start
 // and end inside chunks, cover chunks whole, and nest.
 #include <iopt/prereg/page_counts.hpp>
-#include <iopt/table/fault_injecting_allocator.hpp>
+#include <iopt/testing/fault_injecting_allocator.hpp>
 
 #include <doctest/doctest.h>
 

@@ -1,7 +1,7 @@
 // The preregistration registry: every status, with the registry, the pins
 // and the charge unchanged on failure.
 #include <iopt/prereg/registry.hpp>
-#include <iopt/table/fault_injecting_allocator.hpp>
+#include <iopt/testing/fault_injecting_allocator.hpp>
 
 #include <doctest/doctest.h>
 

@@ -1,5 +1,5 @@
 #include <iopt/table/allocator.hpp>
-#include <iopt/table/fault_injecting_allocator.hpp>
+#include <iopt/testing/fault_injecting_allocator.hpp>
 
 #include <doctest/doctest.h>
 

@@ -6,7 +6,7 @@
 
 #include <iopt/configs.hpp>
 #include <iopt/format/guest_tce.hpp>
-#include <iopt/table/fault_injecting_allocator.hpp>
+#include <iopt/testing/fault_injecting_allocator.hpp>
 #include <iopt/table/tce_table.hpp>
 
 #include <array>

@@ -1,5 +1,6 @@
 // The VFIO-style container: every status of every call, the scenario a
 // user-space driver runs on sPAPR in v2 and v1, and counters at zero after.
+#include <iopt/configs.hpp>
 #include <iopt/window/container.hpp>
 
 #include <doctest/doctest.h>

@@ -33,6 +33,7 @@
 // nothing else is mapped; every host page's pin count, the pinned page count,
 // the charge, the registrations and their mapping counts equal the model's.
 // After teardown, all of it is zero.
+#include <iopt/configs.hpp>
 #include <iopt/window/container.hpp>
 #include <iopt/window/vfio_errno.hpp>
 

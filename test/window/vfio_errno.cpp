@@ -2,6 +2,7 @@
 // the inputs the Linux driver answers in its own way, must give the driver's
 // errno (drivers/vfio/vfio_iommu_spapr_tce.c), except where iopt is stricter
 // on purpose (test/BAD_INPUTS.md), and every refusal must change nothing.
+#include <iopt/configs.hpp>
 #include <iopt/window/container.hpp>
 #include <iopt/window/vfio_errno.hpp>
 

@@ -60,4 +60,8 @@ using gpa = address<gpa_tag>;
 using ua = address<ua_tag>;
 using hpa = address<hpa_tag>;
 
+// Where sPAPR places the DMA windows of a partitionable endpoint: the
+// default 32-bit window at bus address 0, the 64-bit window at 1 << 59.
+inline constexpr std::uint64_t huge_window_bus_offset = std::uint64_t{1} << 59;
+
 } // namespace iopt

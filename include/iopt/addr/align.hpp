@@ -11,7 +11,7 @@
 #include <cstdint>
 
 #include <iopt/addr/address.hpp>
-#include <iopt/config.hpp>
+#include <iopt/settings.hpp>
 #include <iopt/status.hpp>
 
 namespace iopt {

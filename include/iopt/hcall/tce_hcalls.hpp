@@ -42,7 +42,7 @@
 
 #include <iopt/addr/address.hpp>
 #include <iopt/format/byte_order.hpp>
-#include <iopt/hcall/change_sink.hpp>
+#include <iopt/hcall/change_hook.hpp>
 #include <iopt/hcall/guest_memory.hpp>
 #include <iopt/status.hpp>
 #include <iopt/table/tce_table.hpp>
@@ -60,13 +60,17 @@ struct hcall_options {
   bool stuff_accepts_mappings = false;
 };
 
-template <guest_memory Memory, tce_change_sink Sink, class... Configs>
+template <guest_memory Memory, class... Configs>
 class tce_hcalls {
   static_assert(sizeof...(Configs) >= 1, "tce_hcalls: name at least one window configuration");
 
 public:
-  explicit tce_hcalls(Memory& memory, Sink sink = {}, hcall_options options = {}) noexcept
-      : memory_(&memory), sink_(std::move(sink)), options_(options) {}
+  explicit tce_hcalls(Memory& memory, hcall_options options = {}) noexcept
+      : memory_(&memory), options_(options) {}
+
+  // Who hears what each successful call changed (set it before the calls
+  // begin; it is read, not guarded, by concurrent calls).
+  void set_change_hook(tce_change_hook changes) noexcept { changes_ = changes; }
 
   // ---- routing (not concurrent with the calls below) ----------------------
 
@@ -86,7 +90,6 @@ public:
     return status::ok;
   }
 
-  [[nodiscard]] Sink& sink() noexcept { return sink_; }
   [[nodiscard]] const hcall_options& options() const noexcept { return options_; }
 
   // ---- the hypercalls ------------------------------------------------------
@@ -172,10 +175,10 @@ private:
       return status::not_found;
     return std::visit([&](auto* window) { return fn(*window); }, r->window);
   }
-  // Tells the sink what a successful call changed; passes the status on.
+  // Tells the hook what a successful call changed; passes the status on.
   status reported(std::uint64_t liobn, ioba first, std::uint64_t pages, status s) noexcept {
     if (s == status::ok)
-      sink_.tces_changed(liobn, first, pages);
+      changes_(liobn, first, pages);
     return s;
   }
 
@@ -207,7 +210,7 @@ private:
   }
 
   Memory* memory_;
-  [[no_unique_address]] Sink sink_;
+  tce_change_hook changes_{};
   hcall_options options_;
   std::vector<route> routes_;
 };

@@ -25,8 +25,9 @@
 #include <iopt/addr/address.hpp>
 #include <iopt/detail/intrusive_list.hpp>
 #include <iopt/format/permission.hpp>
+#include <iopt/hcall/change_hook.hpp>
+#include <iopt/status.hpp>
 #include <iopt/table/mappings.hpp>
-#include <iopt/window/container.hpp>
 
 namespace iopt {
 
@@ -108,11 +109,10 @@ public:
 
   // A hook for dma_container::set_change_hook that forwards to this list.
   [[nodiscard]] dma_change_hook container_hook() noexcept {
-    return dma_change_hook{[](void* self, bool mapped, const mapped_run& run) noexcept {
-                             static_cast<notifier_list*>(self)->notify(iommu_event{
-                                 mapped ? iommu_event::kind::map : iommu_event::kind::unmap, run});
-                           },
-                           this};
+    return dma_change_hook::to<&notifier_list::notify_run>(*this);
+  }
+  void notify_run(bool mapped, const mapped_run& run) const noexcept {
+    notify(iommu_event{mapped ? iommu_event::kind::map : iommu_event::kind::unmap, run});
   }
 
   [[nodiscard]] bool empty() const noexcept { return notifiers_.empty(); }
@@ -121,13 +121,18 @@ private:
   detail::intrusive_list<iommu_notifier> notifiers_;
 };
 
-// A change sink for the hypercall front end (hcall/change_sink.hpp) that
-// turns each changed range of one guest window into notifier events.
+// Turns what the hypercall front end changed in one guest window
+// (hcall/change_hook.hpp) into notifier events: give hook() to
+// tce_hcalls::set_change_hook, and keep this object alive while it is set.
 template <class Table>
-class notifying_sink {
+class guest_window_notifier {
 public:
-  notifying_sink(std::uint64_t liobn, const Table& window, const notifier_list& notifiers) noexcept
+  guest_window_notifier(std::uint64_t liobn, const Table& window,
+                        const notifier_list& notifiers) noexcept
       : liobn_(liobn), window_(&window), notifiers_(&notifiers) {}
+  [[nodiscard]] tce_change_hook hook() noexcept {
+    return tce_change_hook::to<&guest_window_notifier::tces_changed>(*this);
+  }
   void tces_changed(std::uint64_t liobn, ioba first, std::uint64_t pages) noexcept {
     if (liobn == liobn_)
       notifiers_->notify_changed(*window_, first, pages);

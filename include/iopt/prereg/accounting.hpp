@@ -21,7 +21,7 @@
 #include <concepts>
 #include <cstdint>
 
-#include <iopt/config.hpp>
+#include <iopt/settings.hpp>
 #include <iopt/status.hpp>
 
 namespace iopt {
@@ -104,25 +104,6 @@ public:
 
 private:
   std::atomic<std::uint64_t> charged_{0};
-};
-
-// For tests: wraps a policy and lets a fault plan fail chosen charges (each
-// charge is one point of the plan; see table/fault_injecting_allocator.hpp).
-template <accounting_policy Inner, class Plan>
-class fault_injecting_accounting {
-public:
-  fault_injecting_accounting(Inner& inner, Plan& plan) noexcept : inner_(&inner), plan_(&plan) {}
-  status charge(std::uint64_t bytes) noexcept {
-    if (plan_->next_point_fails())
-      return status::no_memory;
-    return inner_->charge(bytes);
-  }
-  void uncharge(std::uint64_t bytes) noexcept { inner_->uncharge(bytes); }
-  std::uint64_t charged() const noexcept { return inner_->charged(); }
-
-private:
-  Inner* inner_;
-  Plan* plan_;
 };
 
 static_assert(accounting_policy<unlimited_accounting>);

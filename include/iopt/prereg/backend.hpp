@@ -17,10 +17,10 @@
 //                       the byte at `at`, inside a pinned host page: that
 //                       page's frame plus the offset of `at` in it (so an
 //                       IOMMU page smaller than the host page keeps its place)
-//   status b.translate_runs(ua first, std::uint64_t bytes, Sink&& sink) noexcept
+//   status b.translate_runs(ua first, std::uint64_t bytes, OnRun&& on_run) noexcept
 //                       the same for a whole range of pinned memory at once,
 //                       as maximal runs of physically contiguous bytes:
-//                       sink(const frame_run&) for each, in ascending order,
+//                       on_run(const frame_run&) for each, in ascending order,
 //                       together covering the range exactly. A failure (the
 //                       status translate would give) may come after some
 //                       runs were reported.
@@ -45,7 +45,6 @@
 #include <iopt/addr/align.hpp>
 #include <iopt/prereg/page_counts.hpp>
 #include <iopt/status.hpp>
-#include <iopt/table/fault_injecting_allocator.hpp>
 
 namespace iopt {
 
@@ -59,17 +58,17 @@ struct frame_run {
 };
 
 namespace detail {
-// The sink the concept checks translate_runs with.
-struct frame_run_sink {
+// The visitor the concept checks translate_runs with.
+struct frame_run_visitor {
   void operator()(const frame_run&) const noexcept {}
 };
 
 // Joins the pieces a backend finds into maximal runs: add() each piece in
 // order, then finish().
-template <class Sink>
+template <class OnRun>
 class frame_run_joiner {
 public:
-  explicit frame_run_joiner(Sink& sink) noexcept : sink_(&sink) {}
+  explicit frame_run_joiner(OnRun& on_run) noexcept : on_run_(&on_run) {}
   void add(ua first, hpa target, std::uint64_t bytes) {
     if (run_.bytes != 0 && run_.target.value() + run_.bytes == target.value()) {
       run_.bytes += bytes;
@@ -80,19 +79,19 @@ public:
   }
   void finish() {
     if (run_.bytes != 0)
-      (*sink_)(std::as_const(run_));
+      (*on_run_)(std::as_const(run_));
     run_.bytes = 0;
   }
 
 private:
-  Sink* sink_;
+  OnRun* on_run_;
   frame_run run_{};
 };
 } // namespace detail
 
 template <class B>
 concept pinning_backend = requires(B& b, const B& cb, ua addr, std::uint64_t bytes,
-                                   detail::frame_run_sink sink) {
+                                   detail::frame_run_visitor on_run) {
   { cb.host_page_shift() }
   noexcept->std::same_as<unsigned>;
   { b.pin(addr, bytes, bytes) }
@@ -101,7 +100,7 @@ concept pinning_backend = requires(B& b, const B& cb, ua addr, std::uint64_t byt
   noexcept;
   { b.translate(addr) }
   noexcept->std::same_as<result<hpa>>;
-  { b.translate_runs(addr, bytes, sink) }
+  { b.translate_runs(addr, bytes, on_run) }
   noexcept->std::same_as<status>;
   { b.backing_page_shift(addr, bytes) }
   noexcept->std::same_as<unsigned>;
@@ -134,7 +133,7 @@ public:
     ++pin_calls_;
     if (fail_pin_at_ != 0 && pin_calls_ == fail_pin_at_)
       return status::no_memory;
-    if (plan_ != nullptr && plan_->next_point_fails())
+    if (plan_ != nullptr && pin_fails_(plan_))
       return status::no_memory;
     if (!pins_.reserve(first.value() >> page_shift_, bytes >> page_shift_))
       return status::no_memory;
@@ -149,9 +148,9 @@ public:
       return hpa{(at.value() ^ scramble) & address_mask};
     return frame_of(at.value(), backing_at(at.value()).shift);
   }
-  template <class Sink>
-  status translate_runs(ua first, std::uint64_t bytes, Sink&& sink) noexcept {
-    detail::frame_run_joiner<std::remove_reference_t<Sink>> join(sink);
+  template <class OnRun>
+  status translate_runs(ua first, std::uint64_t bytes, OnRun&& on_run) noexcept {
+    detail::frame_run_joiner<std::remove_reference_t<OnRun>> join(on_run);
     std::uint64_t at = first.value();
     for (std::uint64_t left = bytes; left != 0;) {
       // A stretch where frames follow a rule: a GiB of the contiguous
@@ -225,8 +224,13 @@ public:
     pin_calls_ = 0;
     fail_pin_at_ = n;
   }
-  // Pins become points of a fault plan (table/fault_injecting_allocator.hpp).
-  void count_pins_in(fault_plan& plan) noexcept { plan_ = &plan; }
+  // Pins become points of a fault plan (testing/fault_injecting_allocator.hpp):
+  // before each pin, plan.next_point_fails() says whether it fails.
+  template <class Plan>
+  void count_pins_in(Plan& plan) noexcept {
+    plan_ = &plan;
+    pin_fails_ = [](void* p) noexcept { return static_cast<Plan*>(p)->next_point_fails(); };
+  }
   // Distinct host pages pinned now.
   std::uint64_t pinned_pages() const noexcept { return pins_.size(); }
   // How many pins hold the host page that contains `at`.
@@ -276,7 +280,8 @@ private:
   page_counts<> pins_;
   std::uint64_t pin_calls_ = 0;
   std::uint64_t fail_pin_at_ = 0;
-  fault_plan* plan_ = nullptr;
+  void* plan_ = nullptr;
+  bool (*pin_fails_)(void* plan) noexcept = nullptr;
   std::map<std::uint64_t, huge_range> huge_; // first byte -> range backed by huge pages
 };
 

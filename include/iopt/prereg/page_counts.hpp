@@ -34,7 +34,7 @@
 #include <new>
 #include <utility>
 
-#include <iopt/config.hpp>
+#include <iopt/settings.hpp>
 #include <iopt/table/allocator.hpp>
 
 namespace iopt {

@@ -45,6 +45,7 @@
 
 #include <iopt/addr/address.hpp>
 #include <iopt/format/permission.hpp>
+#include <iopt/hook.hpp>
 #include <iopt/prereg/accounting.hpp>
 #include <iopt/prereg/backend.hpp>
 #include <iopt/prereg/page_counts.hpp>
@@ -62,35 +63,36 @@ enum class memory_model : std::uint8_t {
 
 namespace detail {
 // The callable the concept checks for_each_target with.
-struct target_run_sink {
+struct target_run_visitor {
   void operator()(std::uint64_t, hpa, std::uint64_t) const noexcept {}
 };
 } // namespace detail
 
 template <class S>
 concept pinning_strategy = requires(S& s, ua first, std::uint64_t pages, unsigned shift,
-                                    permission perm, hpa& highest, detail::target_run_sink sink) {
+                                    permission perm, hpa& highest,
+                                    detail::target_run_visitor on_run) {
   { S::needs_shadow } -> std::convertible_to<bool>;
   { S::model } -> std::convertible_to<memory_model>;
   { s.map_pages(first, pages, shift, perm, highest) }
   noexcept->std::same_as<status>;
-  { s.for_each_target(first, pages, shift, sink) }
+  { s.for_each_target(first, pages, shift, on_run) }
   noexcept;
   { s.unmap_pages(first, pages, shift, perm) }
   noexcept;
 };
 
-// Where dirtied pages are reported: a plain function and its context, so
-// that the strategies stay free of further template parameters.
-struct dirty_hook {
-  void (*report)(void* context, ua first, std::uint64_t bytes) noexcept = nullptr;
-  void* context = nullptr;
+// Hears that `bytes` from `first` were unmapped from mappings a device
+// could write: the pages a migration must send again.
+using dirty_hook = hook<ua, std::uint64_t>;
 
-  void operator()(ua first, std::uint64_t bytes, permission perm) const noexcept {
-    if (report != nullptr && can_write(perm))
-      report(context, first, bytes);
-  }
-};
+namespace detail {
+inline void report_dirty(const dirty_hook& dirty, ua first, std::uint64_t bytes,
+                         permission perm) noexcept {
+  if (can_write(perm))
+    dirty(first, bytes);
+}
+} // namespace detail
 
 class no_pinning {
 public:
@@ -108,7 +110,7 @@ public:
     on_run(std::uint64_t{0}, hpa{first.value()}, pages);
   }
   void unmap_pages(ua first, std::uint64_t pages, unsigned page_shift, permission perm) noexcept {
-    dirty_(first, pages << page_shift, perm);
+    detail::report_dirty(dirty_, first, pages << page_shift, perm);
   }
 
 private:
@@ -157,7 +159,7 @@ public:
                                   });
   }
   void unmap_pages(ua first, std::uint64_t pages, unsigned page_shift, permission perm) noexcept {
-    dirty_(first, pages << page_shift, perm);
+    detail::report_dirty(dirty_, first, pages << page_shift, perm);
     registry_->release_pages(first, pages << page_shift, page_shift);
   }
 
@@ -265,7 +267,7 @@ public:
 
   void unmap_pages(ua first, std::uint64_t pages, unsigned page_shift, permission perm) noexcept {
     const std::uint64_t bytes = pages << page_shift;
-    dirty_(first, bytes, perm);
+    detail::report_dirty(dirty_, first, bytes, perm);
     const unsigned host_shift = backend_->host_page_shift();
     const host_pins plan = host_pins_of(first, bytes, page_shift, host_shift);
     std::lock_guard<std::mutex> lock(pins_lock_);

@@ -118,8 +118,8 @@ public:
 
   // Reads the page frames of the range from pagemap in bulk, a batch of
   // entries per read, and joins consecutive frames into runs.
-  template <class Sink>
-  status translate_runs(ua first, std::uint64_t bytes, Sink&& sink) noexcept {
+  template <class OnRun>
+  status translate_runs(ua first, std::uint64_t bytes, OnRun&& on_run) noexcept {
     if (pagemap_ < 0)
       return status::not_permitted;
     if (bytes == 0)
@@ -127,7 +127,7 @@ public:
     if (entries_ == nullptr)
       return status::no_memory; // the read buffer could not be allocated
     const std::lock_guard<std::mutex> lock(read_lock_);
-    detail::frame_run_joiner<std::remove_reference_t<Sink>> join(sink);
+    detail::frame_run_joiner<std::remove_reference_t<OnRun>> join(on_run);
     const std::uint64_t first_page = first.value() >> page_shift_;
     const std::uint64_t last_page = (first.value() + (bytes - 1)) >> page_shift_;
     // Hands a run of host pages on, its first and last page clipped to the

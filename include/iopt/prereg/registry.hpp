@@ -46,9 +46,9 @@
 #include <iopt/addr/address.hpp>
 #include <iopt/addr/align.hpp>
 #include <iopt/addr/range.hpp>
-#include <iopt/config.hpp>
 #include <iopt/prereg/accounting.hpp>
 #include <iopt/prereg/backend.hpp>
+#include <iopt/settings.hpp>
 #include <iopt/status.hpp>
 #include <iopt/table/allocator.hpp>
 
@@ -91,7 +91,7 @@ public:
   // which lies in the region, clipped to it.
   template <class OnRun>
   void for_each_frame_run(ua first, std::uint64_t bytes, OnRun&& on_run) const {
-    // Locals: the sink's stores could alias the members and force reloads.
+    // Locals: on_run's stores could alias the members and force reloads.
     const std::uint64_t base = first_.load(std::memory_order_relaxed);
     const std::uint64_t size = size_.load(std::memory_order_relaxed);
     const run_start* const runs = runs_;

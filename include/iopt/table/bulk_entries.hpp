@@ -38,7 +38,7 @@
 #include <cstddef>
 #include <cstdint>
 
-#include <iopt/config.hpp>
+#include <iopt/settings.hpp>
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__)) &&                            \
     !defined(IOPT_SCALAR_ENTRIES)

@@ -27,7 +27,7 @@
 #include <cstring>
 #include <utility>
 
-#include <iopt/config.hpp>
+#include <iopt/settings.hpp>
 #include <iopt/status.hpp>
 #include <iopt/table/geometry.hpp>
 #include <iopt/table/walk.hpp>

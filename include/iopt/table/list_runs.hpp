@@ -20,7 +20,7 @@
 #include <cstddef>
 #include <cstdint>
 
-#include <iopt/config.hpp>
+#include <iopt/settings.hpp>
 #include <iopt/status.hpp>
 #include <iopt/table/bulk_entries.hpp>
 #include <iopt/table/walk.hpp>

@@ -20,6 +20,7 @@
 
 #include <iopt/addr/address.hpp>
 #include <iopt/format/permission.hpp>
+#include <iopt/hook.hpp>
 
 namespace iopt {
 
@@ -31,6 +32,11 @@ struct mapped_run {
 
   friend constexpr bool operator==(const mapped_run&, const mapped_run&) noexcept = default;
 };
+
+// Hears that a run was mapped (true) or unmapped (false): what a DMA
+// container reports (window/container.hpp), and notify/notifier.hpp turns
+// into notifier events.
+using dma_change_hook = hook<bool, const mapped_run&>;
 
 // Table must provide
 //   std::optional<mapped_run> next_run(std::uint64_t from_page) const noexcept

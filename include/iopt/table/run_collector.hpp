@@ -15,7 +15,7 @@
 #include <type_traits>
 
 #include <iopt/addr/address.hpp>
-#include <iopt/config.hpp>
+#include <iopt/settings.hpp>
 #include <iopt/table/list_runs.hpp>
 #include <iopt/table/mappings.hpp>
 #include <iopt/table/walk.hpp>

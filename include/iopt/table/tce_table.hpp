@@ -39,7 +39,7 @@
 #include <iopt/addr/address.hpp>
 #include <iopt/addr/align.hpp>
 #include <iopt/addr/range.hpp>
-#include <iopt/config.hpp>
+#include <iopt/settings.hpp>
 #include <iopt/format/byte_order.hpp>
 #include <iopt/format/permission.hpp>
 #include <iopt/format/traits.hpp>

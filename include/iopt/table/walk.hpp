@@ -38,7 +38,7 @@
 #include <cstddef>
 #include <cstdint>
 
-#include <iopt/config.hpp>
+#include <iopt/settings.hpp>
 #include <iopt/format/traits.hpp>
 #include <iopt/table/bulk_entries.hpp>
 #include <iopt/table/geometry.hpp>

@@ -46,7 +46,6 @@
 #include <iopt/addr/address.hpp>
 #include <iopt/addr/align.hpp>
 #include <iopt/addr/range.hpp>
-#include <iopt/configs.hpp>
 #include <iopt/format/permission.hpp>
 #include <iopt/prereg/accounting.hpp>
 #include <iopt/prereg/pinning.hpp>
@@ -75,20 +74,6 @@ struct window_query {
   unsigned free_windows = 0;
   unsigned max_window_shift = 0; // log2 of the largest window
   friend bool operator==(const window_query&, const window_query&) = default;
-};
-
-// Who hears what the container changes: every run it maps (coalesced, with
-// its target) and every run it unmaps. notify/notifier.hpp turns this into
-// notifier events.
-struct dma_change_hook {
-  void (*report)(void* context, bool mapped, const mapped_run& run) noexcept = nullptr;
-  void* context = nullptr;
-
-  void operator()(bool mapped, const mapped_run& run) const noexcept {
-    if (report != nullptr)
-      report(context, mapped, run);
-  }
-  [[nodiscard]] explicit operator bool() const noexcept { return report != nullptr; }
 };
 
 struct container_info {

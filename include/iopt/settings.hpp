@@ -1,7 +1,8 @@
 // iopt — IOMMU page-table algorithms for the POWER sPAPR IOMMU.
 // SPDX-License-Identifier: MIT
 //
-// Build configuration shared by every header.
+// Build settings shared by every header (the table configurations are in
+// configs.hpp).
 //
 // A project that vendors iopt can put its own settings in one header and name
 // it with -DIOPT_USER_CONFIG='"my_iopt_config.hpp"'; that header is included
