@@ -9,8 +9,21 @@
 #include <cstdlib>
 #include <cstring>
 #include <new>
+#include <string>
 
 namespace iopt_bench {
+
+// The names of the named configurations, in the order of IOPT_NAMED_CONFIGS.
+#define IOPT_BENCH_CONFIG_NAME(config) #config,
+inline constexpr const char* named_config_names[] = {IOPT_NAMED_CONFIGS(IOPT_BENCH_CONFIG_NAME)};
+
+// Calls f.template operator()<C>(name) for each configuration C of the list
+// (which starts with a void placeholder), in order, with its name.
+template <class Placeholder, class... Configs, class F>
+void for_each_named_config(F&& f) {
+  std::size_t i = 0;
+  (f.template operator()<Configs>(named_config_names[i++]), ...);
+}
 
 // A page-aligned, pre-faulted buffer of 8-byte entries.
 class entry_buffer {
@@ -40,10 +53,16 @@ inline void set_entry_counters(benchmark::State& state, std::size_t entries_per_
 
 } // namespace iopt_bench
 
-// Registers the benchmark template bm for every named configuration, with
-// the same options (..., e.g. ->Arg(512)) for each.
+// Registers the benchmark template bm for every named configuration
+// (IOPT_NAMED_CONFIGS in configs.hpp), as bm<iopt::config_...>, with the same
+// options (..., e.g. ->Arg(512)) for each.
+#define IOPT_BENCH_ONE_CONFIG(config) , iopt::config
 #define IOPT_BENCH_ALL_CONFIGS(bm, ...)                                                            \
-  BENCHMARK_TEMPLATE(bm, iopt::config_4k) __VA_ARGS__;                                             \
-  BENCHMARK_TEMPLATE(bm, iopt::config_64k) __VA_ARGS__;                                            \
-  BENCHMARK_TEMPLATE(bm, iopt::config_huge_window) __VA_ARGS__;                                    \
-  BENCHMARK_TEMPLATE(bm, iopt::config_16m) __VA_ARGS__
+  [[maybe_unused]] static const bool bm##_registered = [] {                                        \
+    iopt_bench::for_each_named_config<void IOPT_NAMED_CONFIGS(IOPT_BENCH_ONE_CONFIG)>(             \
+        []<class C>(const char* name) {                                                            \
+          benchmark::RegisterBenchmark((std::string(#bm "<iopt::") + name + ">").c_str(), bm<C>)   \
+              __VA_ARGS__;                                                                         \
+        });                                                                                        \
+    return true;                                                                                   \
+  }()

@@ -1,4 +1,5 @@
 #include "report.hpp"
+#include "bench_support.hpp"
 
 #include <cmath>
 #include <cstdio>
@@ -75,7 +76,7 @@ struct row {
   std::string operation, configuration, median, per, vs_baseline, vs_limit, note;
 };
 
-const char* const configs[] = {"config_4k", "config_64k", "config_huge_window", "config_16m"};
+const auto& configs = iopt_bench::named_config_names;
 
 } // namespace
 

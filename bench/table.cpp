@@ -38,6 +38,11 @@ struct bench_window<config_16m> {
   static constexpr std::uint64_t offset = huge_window_bus_offset;
   static constexpr std::uint64_t bytes = std::uint64_t{1} << 50;
 };
+template <>
+struct bench_window<config_16m_flat> { // 2^16 pages, so a run of 65536 fits
+  static constexpr std::uint64_t offset = huge_window_bus_offset;
+  static constexpr std::uint64_t bytes = std::uint64_t{1} << 40;
+};
 
 template <class Config>
 tce_table<Config> make_table(std::uint64_t bytes = bench_window<Config>::bytes) {

@@ -28,9 +28,7 @@ constexpr std::uint64_t ram_bytes = 256 * mib;
 constexpr ua host_ram{0x7f00'0000'0000}; // where the VMM mapped guest RAM (simulated)
 
 // The guest-visible window: native-endian TCEs kept as the guest wrote them.
-struct config_guest_huge : config_huge_window {
-  using format = guest_tce;
-};
+using config_guest_huge = config_huge_window_guest;
 
 ua host_of(std::uint64_t guest_physical) { return host_ram + guest_physical; }
 

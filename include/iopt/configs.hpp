@@ -19,6 +19,7 @@
 #include <iopt/addr/address.hpp> // huge_window_bus_offset, for users of the huge window
 #include <iopt/addr/page_size.hpp>
 #include <iopt/format/hardware_tce.hpp>
+#include <iopt/table/table_config.hpp>
 
 namespace iopt {
 
@@ -66,5 +67,21 @@ struct config_16m_flat {
   static constexpr std::array<unsigned, 1> level_bits{20};
   static constexpr bool hardware_index_limit = true;
 };
+
+// Every named configuration above, as an X-macro: IOPT_NAMED_CONFIGS(X)
+// expands to X(config_4k) X(config_64k) ... The test suites and the
+// benchmarks run over this list, so a configuration added here is tested and
+// measured everywhere.
+#define IOPT_NAMED_CONFIGS(X)                                                                      \
+  X(config_4k) X(config_64k) X(config_huge_window) X(config_16m) X(config_16m_flat)
+
+// The same configurations in the guest's format (table/table_config.hpp):
+// the tables a hypervisor keeps for its guest's windows, which the guest
+// edits with hypercalls and which hold its values verbatim.
+using config_4k_guest = in_guest_format<config_4k>;
+using config_64k_guest = in_guest_format<config_64k>;
+using config_huge_window_guest = in_guest_format<config_huge_window>;
+using config_16m_guest = in_guest_format<config_16m>;
+using config_16m_flat_guest = in_guest_format<config_16m_flat>;
 
 } // namespace iopt

@@ -47,6 +47,17 @@ struct config {
     void* allocate(std::size_t) { return nullptr; }
   };
 };
+#elif IOPT_BAD_CONFIG == 7 // a format whose memory form is neither byte order
+struct rotating_format {
+  static constexpr std::uint64_t read_bit = 1, write_bit = 2;
+  static constexpr std::uint64_t to_memory(std::uint64_t v) noexcept { return v << 8 | v >> 56; }
+  static constexpr std::uint64_t from_memory(std::uint64_t m) noexcept { return m >> 8 | m << 56; }
+};
+struct config {
+  using format = rotating_format;
+  using page_size = iopt::page_4k;
+  static constexpr std::array<unsigned, 1> level_bits{10};
+};
 #endif
 
 } // namespace

@@ -33,6 +33,8 @@ template <class Config>
 constexpr std::uint64_t guest_ram_bytes = std::uint64_t{1} << 26;
 template <>
 inline constexpr std::uint64_t guest_ram_bytes<iopt::config_16m> = std::uint64_t{1} << 27;
+template <>
+inline constexpr std::uint64_t guest_ram_bytes<iopt::config_16m_flat> = std::uint64_t{1} << 27;
 
 // Where tests put indirect lists: the last 256 KiB of guest RAM.
 template <class Config>

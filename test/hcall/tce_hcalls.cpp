@@ -305,9 +305,8 @@ status issue_random_call(guest<Config>& g, random_calls<Config>& r, hcall_path p
 
 } // namespace
 
-TEST_CASE_TEMPLATE("random hypercalls agree with a reference model", Config, iopt::config_4k,
-                   iopt::config_64k, iopt::config_huge_window, iopt::config_16m,
-                   iopt_test::config_guest_4k) {
+TEST_CASE_TEMPLATE("random hypercalls agree with a reference model", Config,
+                   IOPT_NAMED_CONFIGS(IOPT_TEST_CONFIG_ITEM) iopt_test::config_guest_4k) {
   using table_type = tce_table<Config>;
   using format = typename table_type::format;
   guest<Config> g;
@@ -354,8 +353,7 @@ TEST_CASE_TEMPLATE("random hypercalls agree with a reference model", Config, iop
 }
 
 TEST_CASE_TEMPLATE("fast path then slow path gives what the slow path alone gives", Config,
-                   iopt::config_4k, iopt::config_64k, iopt::config_huge_window, iopt::config_16m,
-                   iopt_test::config_guest_4k) {
+                   IOPT_NAMED_CONFIGS(IOPT_TEST_CONFIG_ITEM) iopt_test::config_guest_4k) {
   guest<Config> fast_then_slow;
   guest<Config> slow_only;
   random_calls<Config> r1{std::mt19937_64(7), fast_then_slow.window.pages(),

@@ -11,8 +11,8 @@ using namespace iopt;
 struct not_an_allocator {
   void* allocate(std::size_t) { return nullptr; }
 };
-static_assert(!level_allocator<not_an_allocator>);
-static_assert(!level_allocator<int>);
+static_assert(!block_allocator<not_an_allocator>);
+static_assert(!block_allocator<int>);
 
 TEST_CASE("the heap allocator returns naturally aligned blocks") {
   heap_allocator heap;

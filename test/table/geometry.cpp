@@ -1,5 +1,7 @@
 // Geometry derived from log2 inputs, and the configurations' contracts.
 #include <iopt/configs.hpp>
+#include <iopt/format/example_format.hpp>
+#include <iopt/table/example_config.hpp>
 #include <iopt/table/geometry.hpp>
 
 #include <doctest/doctest.h>
@@ -32,6 +34,53 @@ static_assert(sixteen::max_window_shift == 54 && sixteen::page_shift == 24);
 static_assert(table_traits<config_huge_window>::levels_on_demand);
 static_assert(std::is_same_v<table_traits<config_huge_window>::allocator, heap_allocator>);
 static_assert(!table_traits<config_huge_window>::free_empty_levels);
+
+// Every named configuration, its guest-format twin and the documented
+// example satisfy the concept; broken ones do not.
+static_assert(table_config<config_4k> && table_config<config_64k> &&
+              table_config<config_huge_window> && table_config<config_16m> &&
+              table_config<config_16m_flat>);
+static_assert(table_config<config_4k_guest> && table_config<config_64k_guest> &&
+              table_config<config_huge_window_guest> && table_config<config_16m_guest> &&
+              table_config<config_16m_flat_guest>);
+static_assert(table_config<example_config>);
+static_assert(std::is_same_v<table_traits<config_huge_window_guest>::format, guest_tce> &&
+              !table_traits<config_huge_window_guest>::hardware_index_limit);
+static_assert(table_geometry<config_huge_window_guest>::max_window_shift == huge::max_window_shift);
+static_assert(tce_format<example_format>);
+
+namespace concept_checks {
+struct no_levels {
+  using format = hardware_tce;
+  using page_size = page_4k;
+};
+struct six_levels : config_4k {
+  static constexpr std::array<unsigned, 6> level_bits{4, 4, 4, 4, 4, 4};
+};
+struct empty_level : config_4k {
+  static constexpr std::array<unsigned, 2> level_bits{9, 0};
+};
+struct past_2_63 : config_16m {
+  using page_size = page_16g;
+  static constexpr std::array<unsigned, 2> level_bits{16, 16};
+};
+struct rotating_format {
+  static constexpr std::uint64_t read_bit = 1, write_bit = 2;
+  static constexpr std::uint64_t to_memory(std::uint64_t v) noexcept { return v << 8 | v >> 56; }
+  static constexpr std::uint64_t from_memory(std::uint64_t m) noexcept { return m >> 8 | m << 56; }
+};
+struct runtime_format {
+  static constexpr std::uint64_t read_bit = 1, write_bit = 2;
+  static std::uint64_t to_memory(std::uint64_t v) noexcept { return v; }
+  static std::uint64_t from_memory(std::uint64_t m) noexcept { return m; }
+};
+struct with_rotating_format : config_4k {
+  using format = rotating_format;
+};
+static_assert(!table_config<no_levels> && !table_config<six_levels> && !table_config<empty_level> &&
+              !table_config<past_2_63> && !table_config<with_rotating_format>);
+static_assert(!tce_format<rotating_format> && !tce_format<runtime_format>);
+} // namespace concept_checks
 
 TEST_CASE("slot masks and spans follow from the level bits") {
   CHECK(huge::slot_mask(0) == 0x3fff);

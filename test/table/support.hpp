@@ -6,8 +6,8 @@
 
 #include <iopt/configs.hpp>
 #include <iopt/format/guest_tce.hpp>
-#include <iopt/testing/fault_injecting_allocator.hpp>
 #include <iopt/table/tce_table.hpp>
+#include <iopt/testing/fault_injecting_allocator.hpp>
 
 #include <array>
 #include <cstdint>
@@ -167,7 +167,9 @@ private:
 
 } // namespace iopt_test
 
-// Every conformance suite runs for these.
+// Every conformance suite runs for these: the named configurations
+// (configs.hpp), then the test's own.
+#define IOPT_TEST_CONFIG_ITEM(config) iopt::config,
 #define IOPT_TEST_CONFIGS                                                                          \
-  iopt::config_4k, iopt::config_64k, iopt::config_huge_window, iopt::config_16m,                   \
-      iopt::config_16m_flat, iopt_test::config_guest_4k, iopt_test::config_small_blocks
+  IOPT_NAMED_CONFIGS(IOPT_TEST_CONFIG_ITEM)                                                        \
+  iopt_test::config_guest_4k, iopt_test::config_small_blocks

@@ -27,7 +27,11 @@ struct example_format {
   static constexpr std::uint64_t write_bit = 0x8;
 
   // Required. The memory form of a TCE value, as the table stores it. Called
-  // once per entry written; it must be cheap and must not fail.
+  // once per entry written; it must be cheap and must not fail. It must be
+  // constexpr and either keep the value's bytes (a table in the host's byte
+  // order) or reverse them (the other order), nothing else: runs of entries
+  // are written and scanned in bulk on that promise, and the tce_format
+  // concept refuses a format that breaks it.
   static constexpr std::uint64_t to_memory(std::uint64_t v) noexcept {
     if constexpr (std::endian::native == std::endian::little)
       return v;

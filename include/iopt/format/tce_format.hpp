@@ -11,7 +11,11 @@
 //
 // Required members of a format F (format/example_format.hpp documents each):
 //   F::read_bit, F::write_bit   single, distinct bits below 4096
-//   F::to_memory(v)             value -> memory form, noexcept
+//   F::to_memory(v)             value -> memory form, constexpr and noexcept;
+//                               it keeps the bytes of the value (a table in
+//                               the host's byte order) or reverses them (the
+//                               other byte order), nothing else, so that runs
+//                               of entries can be written and scanned in bulk
 //   F::from_memory(m)           memory form -> value, noexcept
 // Optional members, defaulted by format_traits (format/traits.hpp):
 //   F::normalize(v)             canonical value (hardware: write implies read)
@@ -20,11 +24,23 @@
 
 #include <concepts>
 #include <cstdint>
+#include <type_traits>
 
 namespace iopt {
 
 namespace detail {
 constexpr bool is_single_bit(std::uint64_t v) noexcept { return v != 0 && (v & (v - 1)) == 0; }
+
+// Whether F::to_memory is a constant expression that keeps the bytes of a
+// value or reverses them.
+template <class F>
+constexpr bool keeps_or_reverses_bytes() noexcept {
+  constexpr std::uint64_t sample = 0x0102'0304'0506'0708;
+  if constexpr (requires { typename std::integral_constant<std::uint64_t, F::to_memory(sample)>; })
+    return F::to_memory(sample) == sample || F::to_memory(sample) == __builtin_bswap64(sample);
+  else
+    return false;
+}
 } // namespace detail
 
 template <class F>
@@ -39,6 +55,7 @@ concept tce_format = requires(std::uint64_t v) {
   requires detail::is_single_bit(F::write_bit);
   requires F::read_bit != F::write_bit;
   requires(F::read_bit | F::write_bit) < 4096; // fit below the smallest IOMMU page
+  requires detail::keeps_or_reverses_bytes<F>();
 };
 
 } // namespace iopt

@@ -36,8 +36,8 @@ struct format_traits {
         noexcept->std::same_as<std::uint64_t>;
       },
       "TCE format: static std::uint64_t from_memory(std::uint64_t) noexcept is missing");
-  static_assert(tce_format<F>, "TCE format: read_bit and write_bit must be distinct single bits "
-                               "below 4096");
+  static_assert(!detail::keeps_or_reverses_bytes<F>() || tce_format<F>,
+                "TCE format: read_bit and write_bit must be distinct single bits below 4096");
 
   using format = F;
 
@@ -46,16 +46,14 @@ struct format_traits {
   // entries can be written and scanned in bulk (table/bulk_entries.hpp).
   static constexpr bool memory_swaps_bytes = [] {
     constexpr std::uint64_t sample = 0x0102'0304'0506'0708;
-    if constexpr (requires { F::to_memory(sample); })
+    if constexpr (detail::keeps_or_reverses_bytes<F>())
       return F::to_memory(sample) == __builtin_bswap64(sample);
     else
       return false;
   }();
-  static_assert(
-      memory_swaps_bytes || !requires { F::to_memory(std::uint64_t{}); } ||
-          F::to_memory(0x0102'0304'0506'0708) == 0x0102'0304'0506'0708,
-      "TCE format: to_memory must be constexpr and either keep the bytes of a value "
-      "or reverse them");
+  static_assert(detail::keeps_or_reverses_bytes<F>(),
+                "TCE format: to_memory must be constexpr and either keep the bytes of a value "
+                "or reverse them");
 
   static constexpr std::uint64_t read_bit = F::read_bit;
   static constexpr std::uint64_t write_bit = F::write_bit;

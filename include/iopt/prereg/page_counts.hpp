@@ -39,7 +39,7 @@
 
 namespace iopt {
 
-template <level_allocator Allocator = heap_allocator>
+template <block_allocator Allocator = heap_allocator>
 class page_counts {
 public:
   explicit page_counts(Allocator alloc = {}) noexcept : alloc_(std::move(alloc)) {}

@@ -187,7 +187,7 @@ private:
 // test/BAD_INPUTS.md.) The count table allocates through Allocator before
 // anything changes, so an allocation failure is no_memory with nothing done.
 template <pinning_backend Backend, accounting_policy Accounting,
-          level_allocator Allocator = heap_allocator>
+          block_allocator Allocator = heap_allocator>
 class pin_on_map {
 public:
   static constexpr bool needs_shadow = true;

@@ -118,7 +118,7 @@ private:
     std::uint64_t target;
   };
 
-  template <pinning_backend, accounting_policy, level_allocator>
+  template <pinning_backend, accounting_policy, block_allocator>
   friend class prereg_registry;
 
   // Raises the users count unless it is 0 (free, or being removed).
@@ -165,7 +165,7 @@ struct region_info {
 };
 
 template <pinning_backend Backend, accounting_policy Accounting,
-          level_allocator Allocator = heap_allocator>
+          block_allocator Allocator = heap_allocator>
 class prereg_registry {
 public:
   prereg_registry(Backend& backend, Accounting& accounting, Allocator alloc = {}) noexcept

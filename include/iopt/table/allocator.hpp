@@ -1,15 +1,16 @@
 // iopt — IOMMU page-table algorithms for the POWER sPAPR IOMMU.
 // SPDX-License-Identifier: MIT
 //
-// The allocator policy: where the blocks that make up a table's levels come
-// from. A level block holds 2^k entries of 8 bytes and must be aligned to at
-// least its own size (natural alignment; hardware requires it, and the low
-// bits of a block's address are where an indirect entry keeps its present
-// mark). The table asks for the alignment it needs and zero-fills the block
-// itself, so an allocator only has to hand out aligned memory.
+// The allocator policy: where iopt's blocks of memory come from. A block
+// allocator hands out memory of a given size and alignment and takes it back
+// with the same size and alignment; returning nullptr is the only way to
+// fail. Tables take their level blocks from one (a level block holds 2^k
+// entries of 8 bytes and the table asks for the natural alignment hardware
+// requires, then zero-fills the block itself); the preregistration registry
+// and the pin counts take their records and arrays from one too.
 //
 // Allocation happens on the slow path only, never while a caller expects the
-// fast path; returning nullptr is the only way to fail.
+// fast path.
 #pragma once
 
 #include <concepts>
@@ -19,7 +20,7 @@
 namespace iopt {
 
 template <class A>
-concept level_allocator = std::is_nothrow_move_constructible_v<A> &&
+concept block_allocator = std::is_nothrow_move_constructible_v<A> &&
     requires(A& a, void* p, std::size_t bytes, std::size_t alignment) {
   { a.allocate(bytes, alignment) }
   noexcept->std::same_as<void*>;
@@ -38,6 +39,6 @@ struct heap_allocator {
   }
 };
 
-static_assert(level_allocator<heap_allocator>);
+static_assert(block_allocator<heap_allocator>);
 
 } // namespace iopt

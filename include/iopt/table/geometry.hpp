@@ -1,33 +1,12 @@
 // iopt — IOMMU page-table algorithms for the POWER sPAPR IOMMU.
 // SPDX-License-Identifier: MIT
 //
-// Table configuration and the geometry derived from it.
+// The geometry derived from a table configuration (table/table_config.hpp).
 //
-// A configuration is a small struct of policies. Required members:
-//
-//   using format = ...;            a TCE format (format/tce_format.hpp)
-//   using page_size = ...;         page_size<Shift> (addr/page_size.hpp)
-//   static constexpr std::array<unsigned, N> level_bits{...};
-//                                  log2 of the entries per level, from the
-//                                  leaf (level 0) up; the last one is the
-//                                  *largest* top level. 1 <= N <= 5.
-// Optional members (defaults in table_traits):
-//   using allocator = ...;         level_allocator; default heap_allocator
-//   static constexpr bool levels_on_demand;      default true: only the top
-//                                  level exists at creation; false allocates
-//                                  every level when the table is made
-//   static constexpr bool hardware_index_limit;  default false: when true,
-//                                  refuse windows whose index bits plus the
-//                                  page shift reach 55 (the IODA2 limit)
-//   static constexpr bool free_empty_levels;     default false: when true, a
-//                                  clear that leaves a lower block empty gives
-//                                  its memory back (clear must then not run
-//                                  concurrently with other operations)
-//
-// Everything else — how many page-index bits each level consumes, the largest
-// window, the masks — is derived here at compile time. The top level is sized
-// for the window at run time: a 128 TiB window does not pay for the largest
-// top level the configuration allows.
+// Everything but the policies — how many page-index bits each level consumes,
+// the largest window, the masks, the block sizes — is derived here at compile
+// time. The top level is sized for the window at run time: a 128 TiB window
+// does not pay for the largest top level the configuration allows.
 #pragma once
 
 #include <array>
@@ -35,75 +14,9 @@
 #include <cstddef>
 #include <cstdint>
 
-#include <iopt/addr/page_size.hpp>
-#include <iopt/format/tce_format.hpp>
-#include <iopt/format/traits.hpp>
-#include <iopt/table/allocator.hpp>
+#include <iopt/table/table_config.hpp>
 
 namespace iopt {
-
-// The hardware rule of IODA2 PHBs: index bits of all levels plus the page
-// shift must stay below this.
-inline constexpr unsigned hardware_index_limit_bits = 55;
-inline constexpr std::size_t max_table_levels = 5;
-
-namespace detail {
-template <class C>
-struct allocator_of {
-  using type = heap_allocator;
-};
-template <class C>
-requires requires { typename C::allocator; }
-struct allocator_of<C> {
-  using type = typename C::allocator;
-};
-} // namespace detail
-
-template <class C>
-struct table_traits {
-  static_assert(
-      requires { typename C::format; }, "table config: 'using format = ...' is missing");
-  static_assert(tce_format<typename C::format>,
-                "table config: 'format' is not a TCE format (see format/tce_format.hpp)");
-  static_assert(
-      requires { typename C::page_size; },
-      "table config: 'using page_size = page_size<Shift>' is missing");
-  static_assert(
-      requires { C::page_size::page_shift; },
-      "table config: 'page_size' must be a compile-time page_size<Shift>");
-  static_assert(
-      requires {
-        C::level_bits.size();
-        C::level_bits[0];
-      },
-      "table config: 'static constexpr std::array<unsigned, N> level_bits' is missing");
-
-  using format = typename C::format;
-  using page_size = typename C::page_size;
-
-  using allocator = typename detail::allocator_of<C>::type;
-  static_assert(level_allocator<allocator>,
-                "table config: 'allocator' is not a level_allocator (see table/allocator.hpp)");
-
-  static constexpr bool levels_on_demand = [] {
-    if constexpr (requires { C::levels_on_demand; })
-      return static_cast<bool>(C::levels_on_demand);
-    else
-      return true;
-  }();
-  static constexpr bool hardware_index_limit = [] {
-    if constexpr (requires { C::hardware_index_limit; })
-      return static_cast<bool>(C::hardware_index_limit);
-    else
-      return false;
-  }();
-  static constexpr bool free_empty_levels = [] {
-    if constexpr (requires { C::free_empty_levels; })
-      return static_cast<bool>(C::free_empty_levels);
-    else
-      return false;
-  }();
-};
 
 template <class C>
 struct table_geometry {

@@ -39,10 +39,10 @@
 #include <iopt/addr/address.hpp>
 #include <iopt/addr/align.hpp>
 #include <iopt/addr/range.hpp>
-#include <iopt/settings.hpp>
 #include <iopt/format/byte_order.hpp>
 #include <iopt/format/permission.hpp>
 #include <iopt/format/traits.hpp>
+#include <iopt/settings.hpp>
 #include <iopt/status.hpp>
 #include <iopt/table/bulk_entries.hpp>
 #include <iopt/table/geometry.hpp>

@@ -38,8 +38,8 @@
 #include <cstddef>
 #include <cstdint>
 
-#include <iopt/settings.hpp>
 #include <iopt/format/traits.hpp>
+#include <iopt/settings.hpp>
 #include <iopt/table/bulk_entries.hpp>
 #include <iopt/table/geometry.hpp>
 

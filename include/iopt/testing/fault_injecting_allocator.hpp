@@ -80,6 +80,6 @@ private:
   [[no_unique_address]] heap_allocator heap_{};
 };
 
-static_assert(level_allocator<fault_injecting_allocator>);
+static_assert(block_allocator<fault_injecting_allocator>);
 
 } // namespace iopt

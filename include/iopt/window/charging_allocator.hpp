@@ -1,7 +1,7 @@
 // iopt — IOMMU page-table algorithms for the POWER sPAPR IOMMU.
 // SPDX-License-Identifier: MIT
 //
-// A level allocator that charges what it allocates to an accounting policy
+// A block allocator that charges what it allocates to an accounting policy
 // and gives the charge back when the block is freed. A window whose table
 // uses it is charged for the levels it really holds, as they come and go —
 // not for its fully populated size up front, which is what the kernel
@@ -15,7 +15,7 @@
 
 namespace iopt {
 
-template <accounting_policy Accounting, level_allocator Inner = heap_allocator>
+template <accounting_policy Accounting, block_allocator Inner = heap_allocator>
 class charging_allocator {
 public:
   charging_allocator() noexcept = default; // charges nothing: for a table with no window
@@ -41,6 +41,6 @@ private:
   [[no_unique_address]] Inner inner_{};
 };
 
-static_assert(level_allocator<charging_allocator<counted_accounting>>);
+static_assert(block_allocator<charging_allocator<counted_accounting>>);
 
 } // namespace iopt

@@ -14,7 +14,6 @@
 #include <utility>
 
 #include <iopt/addr/address.hpp>
-#include <iopt/format/guest_tce.hpp>
 #include <iopt/prereg/accounting.hpp>
 #include <iopt/status.hpp>
 #include <iopt/table/tce_table.hpp>
@@ -29,10 +28,7 @@ struct with_allocator : Config {
 
 // The shadow of a table: same levels, entries kept verbatim in native order.
 template <class Config>
-struct shadow_config : Config {
-  using format = guest_tce;
-  static constexpr bool hardware_index_limit = false;
-};
+using shadow_config = in_guest_format<Config>;
 
 struct no_shadow {};
 
