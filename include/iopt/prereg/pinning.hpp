@@ -14,10 +14,16 @@
 //                  (simulators, identity-mapped test setups).
 //
 // A strategy S works on ranges of IOMMU pages (one map_dma of a gigabyte is
-// one call, not 16384) and provides:
+// one call, not 16384). The concept pinning_strategy below checks every
+// member it must provide:
 //   static constexpr bool needs_shadow
 //       whether the table must remember, per entry, the user address it
 //       mapped (what unmap must undo); false means no shadow is kept.
+//   static constexpr memory_model model
+//       which VFIO IOMMU model it implements (v1 pinning at map time, v2
+//       preregistered, or unpinned): the container answers the calls of
+//       the other model as unsupported (register_memory under v1, enable
+//       under v2), as the kernel does.
 //   status s.map_pages(ua first, std::uint64_t pages, unsigned page_shift,
 //                      permission, hpa& highest) noexcept
 //       every fallible step of mapping `pages` IOMMU pages of 2^page_shift

@@ -18,17 +18,11 @@
 //     alignment of its start and size, reduced to the smallest page backing it.
 //
 // Concurrency: register and unregister are serialized by a mutex. lookup,
-// acquire and translate take no lock: the index of regions is a sorted array
-// read under a sequence counter (a reader retries if a writer ran meanwhile).
-// Reads the sequence counter validates are atomic, so this is free of data
-// races in the C++ memory model, not only in practice. Each index entry
-// carries the region's whole description, so lookup reads one entry and
-// never the region record; readers remember the slot of their last hit and
-// try it before searching.
+// acquire and translate take no lock: the regions are found in a sorted,
+// sequence-locked index (prereg/region_index.hpp) whose entries carry the
+// region's whole description, so lookup never reads the region record.
 // Region records are never handed back to the heap while the registry lives,
-// only reused, so a reader holding a stale record never reads freed memory;
-// replaced index arrays are kept until the registry dies (they at most
-// double the live one, since the array grows by doubling).
+// only reused, so a reader holding a stale record never reads freed memory.
 //
 // Each region carries a users count: 1 while registered, plus one per mapping
 // (acquire raises it, release lowers it). Unregistering swaps 1 for 0; a
@@ -48,6 +42,7 @@
 #include <iopt/addr/range.hpp>
 #include <iopt/prereg/accounting.hpp>
 #include <iopt/prereg/backend.hpp>
+#include <iopt/prereg/region_index.hpp>
 #include <iopt/settings.hpp>
 #include <iopt/status.hpp>
 #include <iopt/table/allocator.hpp>
@@ -169,29 +164,20 @@ template <pinning_backend Backend, accounting_policy Accounting,
 class prereg_registry {
 public:
   prereg_registry(Backend& backend, Accounting& accounting, Allocator alloc = {}) noexcept
-      : backend_(&backend), accounting_(&accounting), alloc_(std::move(alloc)) {}
+      : backend_(&backend), accounting_(&accounting), index_(std::move(alloc)) {}
   prereg_registry(const prereg_registry&) = delete;
   prereg_registry& operator=(const prereg_registry&) = delete;
 
   // Unpins and uncharges whatever is still registered, then frees records.
   ~prereg_registry() {
-    const std::size_t n = count_.load(std::memory_order_relaxed);
-    entry* index = index_.load(std::memory_order_relaxed);
-    for (std::size_t i = 0; i < n; ++i) {
-      prereg_region* r = index[i].region;
+    for (std::size_t i = 0; i < index_.size(); ++i) {
+      prereg_region* r = index_.at(i).record;
       give_back(*r, r->first(), r->size());
       free_record(r);
     }
     while (prereg_region* r = free_records_) {
       free_records_ = r->next_free_;
       free_record(r);
-    }
-    free_array(index, capacity_);
-    while (retired_ != nullptr) {
-      retired_array* next = retired_->next;
-      free_array(retired_->array, retired_->capacity);
-      alloc_.deallocate(retired_, sizeof(retired_array), alignof(retired_array));
-      retired_ = next;
     }
   }
 
@@ -207,21 +193,21 @@ public:
       return status::wraps;
 
     std::lock_guard<std::mutex> lock(writer_);
-    const std::size_t n = count_.load(std::memory_order_relaxed);
-    entry* index = index_.load(std::memory_order_relaxed);
-    const std::size_t at = lower_bound(index, n, first.value());
+    const std::size_t n = index_.size();
+    const std::size_t at = index_.position(first.value());
     // Overlap with the region before or the one at the insertion point.
     const std::uint64_t last = first.value() + (size - 1);
-    if (at < n && index[at].first == first.value() && index[at].last == last)
+    if (at < n && index_.at(at).first == first.value() && index_.at(at).last == last)
       return status::exists;
-    if ((at < n && index[at].first <= last) || (at > 0 && index[at - 1].last >= first.value()))
+    if ((at < n && index_.at(at).first <= last) ||
+        (at > 0 && index_.at(at - 1).last >= first.value()))
       return status::overlaps;
 
     // Every fallible step, cheapest to undo first.
     prereg_region* record = take_record();
     if (record == nullptr)
       return status::no_memory;
-    if (!reserve_slot(n)) {
+    if (!index_.reserve_one()) {
       put_record(record);
       return status::no_memory;
     }
@@ -248,13 +234,7 @@ public:
     record->shift_.store(std::min(natural, backing), std::memory_order_release);
     record->users_.store(1, std::memory_order_release);
 
-    begin_write();
-    index = index_.load(std::memory_order_relaxed);
-    for (std::size_t i = n; i > at; --i)
-      store(index[i], load(index[i - 1]));
-    store(index[at], entry{first.value(), last, record, record->max_page_shift()});
-    count_.store(n + 1, std::memory_order_release);
-    end_write();
+    index_.insert(at, {first.value(), last, record, record->max_page_shift()});
     return status::ok;
   }
 
@@ -263,22 +243,17 @@ public:
     if (!is_aligned(first, page_shift) || !is_aligned(size, page_shift))
       return status::not_aligned;
     std::lock_guard<std::mutex> lock(writer_);
-    const std::size_t n = count_.load(std::memory_order_relaxed);
-    entry* index = index_.load(std::memory_order_relaxed);
-    const std::size_t at = lower_bound(index, n, first.value());
-    if (at == n || index[at].first != first.value() || index[at].region->size() != size)
+    const std::size_t at = index_.position(first.value());
+    if (at == index_.size() || index_.at(at).first != first.value() ||
+        index_.at(at).record->size() != size)
       return status::not_found; // only an exact registration can be undone
-    prereg_region* record = index[at].region;
+    prereg_region* record = index_.at(at).record;
     std::uint64_t registered_only = 1;
     if (!record->users_.compare_exchange_strong(registered_only, 0, std::memory_order_acq_rel))
       return status::busy; // TCEs still map it; it stays registered and usable
 
-    begin_write();
-    for (std::size_t i = at; i + 1 < n; ++i)
-      store(index[i], load(index[i + 1]));
-    count_.store(n - 1, std::memory_order_release);
-    record->size_.store(0, std::memory_order_release);
-    end_write();
+    // A reader that still finds the record sees it empty.
+    index_.erase(at, [record]() noexcept { record->size_.store(0, std::memory_order_release); });
 
     give_back(*record, first, size);
     put_record(record);
@@ -292,19 +267,25 @@ public:
     const auto range = ua_range::make(first, size);
     if (!range || range->empty())
       return status::not_found; // no region holds an empty or wrapping range
-    for (;;) {
-      const std::uint64_t seq = begin_read();
-      const auto [index, n] = current_index();
-      std::uint64_t base = 0, last = 0;
-      const std::size_t at = find(index, n, *range, base, last);
-      if (at < n) {
-        const unsigned shift = read(index[at].shift);
-        if (end_read(seq))
-          return region_info{ua{base}, last - base + 1, shift};
-      } else if (end_read(seq)) {
-        return status::not_found;
-      }
-    }
+    // Plain locals, not a returned struct: GCC would copy a struct through
+    // the stack with a wider load than its stores, which cannot forward.
+    std::uint64_t base = 0, last = 0;
+    unsigned shift = 0;
+    const bool found =
+        index_
+            .read_consistent(*range,
+                             [&](const index_entry* e, std::uint64_t b, std::uint64_t l) noexcept {
+                               if (e == nullptr)
+                                 return false;
+                               base = b;
+                               last = l;
+                               shift = index_type::read(e->shift);
+                               return true;
+                             })
+            .first;
+    if (!found)
+      return status::not_found;
+    return region_info{ua{base}, last - base + 1, shift};
   }
 
   // Finds the region that contains [first, first + size) and raises its
@@ -316,7 +297,7 @@ public:
       if (r == nullptr)
         return status::not_found;
       if (!r->try_raise()) {
-        if (!end_read(seq))
+        if (!index_.unchanged_since(seq))
           continue; // the index changed: look again
         return status::busy;
       }
@@ -418,60 +399,13 @@ public:
     });
   }
 
-  [[nodiscard]] std::size_t region_count() const noexcept {
-    return count_.load(std::memory_order_relaxed);
-  }
+  [[nodiscard]] std::size_t region_count() const noexcept { return index_.size(); }
   [[nodiscard]] Backend& backend() noexcept { return *backend_; }
   [[nodiscard]] Accounting& accounting() noexcept { return *accounting_; }
 
 private:
-  // One region in the index: its bytes [first, last], its record, and the
-  // largest IOMMU page it backs (a copy of the record's, which never changes
-  // while the region is registered).
-  struct entry {
-    std::uint64_t first;
-    std::uint64_t last;
-    prereg_region* region;
-    unsigned shift;
-  };
-  struct retired_array {
-    entry* array;
-    std::size_t capacity;
-    retired_array* next;
-  };
-
-  // Index entries are read by lock-free readers while a writer moves them.
-  // The sequence lock needs no fences: a writer stores with release after
-  // making the counter odd, so a reader whose acquire load sees a new value
-  // also sees the odd (or a later) counter in its closing check. Both are
-  // plain moves on x86, and ThreadSanitizer understands them.
-  template <class T>
-  static T read(const T& field) noexcept {
-    return std::atomic_ref<T>(const_cast<T&>(field)) // NOLINT: atomic_ref needs a mutable object
-        .load(std::memory_order_acquire);
-  }
-  static entry load(const entry& e) noexcept {
-    return entry{read(e.first), read(e.last), read(e.region), read(e.shift)};
-  }
-  static void store(entry& e, const entry& v) noexcept {
-    std::atomic_ref<std::uint64_t>(e.first).store(v.first, std::memory_order_release);
-    std::atomic_ref<std::uint64_t>(e.last).store(v.last, std::memory_order_release);
-    std::atomic_ref<prereg_region*>(e.region).store(v.region, std::memory_order_release);
-    std::atomic_ref<unsigned>(e.shift).store(v.shift, std::memory_order_release);
-  }
-
-  // Sequence counter: odd while a writer changes the index.
-  void begin_write() noexcept { seq_.fetch_add(1, std::memory_order_acq_rel); }
-  void end_write() noexcept { seq_.fetch_add(1, std::memory_order_release); }
-  std::uint64_t begin_read() const noexcept {
-    std::uint64_t s = seq_.load(std::memory_order_acquire);
-    while ((s & 1) != 0)
-      s = seq_.load(std::memory_order_acquire);
-    return s;
-  }
-  bool end_read(std::uint64_t s) const noexcept {
-    return seq_.load(std::memory_order_acquire) == s;
-  }
+  using index_type = detail::region_index<prereg_region, Allocator>;
+  using index_entry = typename index_type::entry;
 
   // The region containing the range as one consistent read saw it, and the
   // sequence number of that read.
@@ -480,85 +414,10 @@ private:
     const auto range = ua_range::make(first, size);
     if (!range || range->empty())
       return {nullptr, 0}; // no region holds an empty or wrapping range
-    for (;;) {
-      const std::uint64_t seq = begin_read();
-      const auto [index, n] = current_index();
-      std::uint64_t base = 0, last = 0;
-      const std::size_t at = find(index, n, *range, base, last);
-      prereg_region* r = at < n ? read(index[at].region) : nullptr;
-      if (end_read(seq))
-        return {r, seq};
-    }
-  }
-
-  // First index position whose region starts at or after `value`.
-  static std::size_t lower_bound(const entry* index, std::size_t n, std::uint64_t value) noexcept {
-    std::size_t lo = 0, hi = n;
-    while (lo < hi) {
-      const std::size_t mid = lo + (hi - lo) / 2;
-      if (read(index[mid].first) < value)
-        lo = mid + 1;
-      else
-        hi = mid;
-    }
-    return lo;
-  }
-
-  // Inside a read section: the index array and how many of its slots hold
-  // regions. count_ is read before index_: an array is published before the
-  // count that needs it, and arrays only grow, so every slot below n is
-  // allocated even when a writer interleaves (the sequence check then fails).
-  std::pair<const entry*, std::size_t> current_index() const noexcept {
-    const std::size_t n = count_.load(std::memory_order_acquire);
-    return {index_.load(std::memory_order_acquire), n};
-  }
-
-  // Inside a read section: the slot of the region that contains the
-  // non-empty range `wanted`, or n if none. That region's first and last
-  // byte, as read, go to `base` and `last` so that callers need not load
-  // them again.
-  // (Out-parameters, not a returned struct: GCC copies such a struct through
-  // the stack with a wider load than its stores, which cannot be forwarded.)
-  std::size_t find(const entry* index, std::size_t n, const ua_range& wanted, std::uint64_t& base,
-                   std::uint64_t& last) const noexcept {
-    const std::uint64_t first = wanted.first().value(), last_wanted = wanted.last().value();
-    // The slot of the last hit, a hint any reader may have left: checked
-    // against what the slot holds now.
-    if (const std::size_t hint = last_hit_.load(std::memory_order_relaxed); hint < n) [[likely]] {
-      base = read(index[hint].first);
-      last = read(index[hint].last);
-      if (covers(base, last, first, last_wanted)) [[likely]]
-        return hint;
-    }
-    // The last region starting at or before `first`.
-    const std::size_t after = upper_bound(index, n, first);
-    if (after == 0)
-      return n;
-    base = read(index[after - 1].first);
-    last = read(index[after - 1].last);
-    if (!covers(base, last, first, last_wanted))
-      return n;
-    last_hit_.store(after - 1, std::memory_order_relaxed);
-    return after - 1;
-  }
-  // Whether bytes [base, last] hold bytes [first, last_wanted].
-  static bool covers(std::uint64_t base, std::uint64_t last, std::uint64_t first,
-                     std::uint64_t last_wanted) noexcept {
-    return base <= first && last_wanted <= last;
-  }
-  // Number of regions starting at or before `value`. Branch-free (the
-  // comparison picks the half with a conditional move), and reads only the
-  // start of each entry it passes.
-  static std::size_t upper_bound(const entry* index, std::size_t n, std::uint64_t value) noexcept {
-    if (n == 0)
-      return 0;
-    const entry* base = index;
-    while (n > 1) {
-      const std::size_t half = n / 2;
-      base = read(base[half].first) <= value ? base + half : base;
-      n -= half;
-    }
-    return static_cast<std::size_t>(base - index) + (read(base->first) <= value ? 1 : 0);
+    return index_.read_consistent(*range,
+                                  [](const index_entry* e, std::uint64_t, std::uint64_t) noexcept {
+                                    return e == nullptr ? nullptr : index_type::read(e->record);
+                                  });
   }
 
   // Calls f(region, first, bytes) for the part of [first, first + bytes)
@@ -584,7 +443,7 @@ private:
       free_records_ = r->next_free_;
       return r;
     }
-    void* p = alloc_.allocate(sizeof(prereg_region), alignof(prereg_region));
+    void* p = index_.allocator().allocate(sizeof(prereg_region), alignof(prereg_region));
     return p == nullptr ? nullptr : new (p) prereg_region();
   }
   void put_record(prereg_region* r) noexcept {
@@ -593,40 +452,8 @@ private:
   }
   void free_record(prereg_region* r) noexcept {
     r->~prereg_region();
-    alloc_.deallocate(r, sizeof(prereg_region), alignof(prereg_region));
+    index_.allocator().deallocate(r, sizeof(prereg_region), alignof(prereg_region));
   }
-  void free_array(entry* a, std::size_t capacity) noexcept {
-    if (a != nullptr)
-      alloc_.deallocate(a, capacity * sizeof(entry), alignof(entry));
-  }
-
-  // Room for one more entry; a grown array replaces the old one, which is
-  // retired (readers may still be searching it).
-  bool reserve_slot(std::size_t n) noexcept {
-    if (n < capacity_)
-      return true;
-    const std::size_t capacity = capacity_ == 0 ? 16 : 2 * capacity_;
-    auto* grown = static_cast<entry*>(alloc_.allocate(capacity * sizeof(entry), alignof(entry)));
-    if (grown == nullptr)
-      return false;
-    void* note = nullptr;
-    entry* old = index_.load(std::memory_order_relaxed);
-    if (old != nullptr) {
-      note = alloc_.allocate(sizeof(retired_array), alignof(retired_array));
-      if (note == nullptr) {
-        alloc_.deallocate(grown, capacity * sizeof(entry), alignof(entry));
-        return false;
-      }
-    }
-    for (std::size_t i = 0; i < n; ++i)
-      grown[i] = old[i];
-    index_.store(grown, std::memory_order_release);
-    if (old != nullptr)
-      retired_ = new (note) retired_array{old, capacity_, retired_};
-    capacity_ = capacity;
-    return true;
-  }
-
   void give_back(prereg_region& r, ua first, std::uint64_t size) noexcept {
     backend_->unpin(first, size, 1);
     accounting_->uncharge(size);
@@ -673,8 +500,8 @@ private:
   bool grow_runs(prereg_region& r) noexcept {
     const std::size_t capacity = r.run_capacity_ == 0 ? 4 : 2 * r.run_capacity_;
     using run_start = prereg_region::run_start;
-    auto* grown =
-        static_cast<run_start*>(alloc_.allocate(capacity * sizeof(run_start), alignof(run_start)));
+    auto* grown = static_cast<run_start*>(
+        index_.allocator().allocate(capacity * sizeof(run_start), alignof(run_start)));
     if (grown == nullptr)
       return false;
     std::copy(r.runs_, r.runs_ + r.run_count_, grown);
@@ -687,8 +514,8 @@ private:
   }
   void free_runs(prereg_region& r) noexcept {
     if (r.runs_ != nullptr)
-      alloc_.deallocate(r.runs_, r.run_capacity_ * sizeof(prereg_region::run_start),
-                        alignof(prereg_region::run_start));
+      index_.allocator().deallocate(r.runs_, r.run_capacity_ * sizeof(prereg_region::run_start),
+                                    alignof(prereg_region::run_start));
     r.runs_ = nullptr;
     r.run_count_ = 0;
     r.run_capacity_ = 0;
@@ -696,18 +523,9 @@ private:
 
   Backend* backend_;
   Accounting* accounting_;
-  [[no_unique_address]] Allocator alloc_;
   std::mutex writer_;
-  std::atomic<std::uint64_t> seq_{0};
-  std::atomic<entry*> index_{nullptr};
-  std::atomic<std::size_t> count_{0};
-  // Written by readers that miss it, so it has a cache line of its own: a
-  // miss on one core must not evict what every reader loads (the counter,
-  // the count and the array) from the others.
-  alignas(64) mutable std::atomic<std::size_t> last_hit_{0};
-  std::size_t capacity_ = 0;
+  index_type index_;
   prereg_region* free_records_ = nullptr;
-  retired_array* retired_ = nullptr;
 };
 
 } // namespace iopt
