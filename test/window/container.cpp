@@ -1,30 +1,23 @@
 // The VFIO-style container: every status of every call, the scenario a
 // user-space driver runs on sPAPR in v2 and v1, and counters at zero after.
+#include "window/support.hpp"
+
 #include <iopt/configs.hpp>
 #include <iopt/window/container.hpp>
 
 #include <doctest/doctest.h>
 
 using namespace iopt;
+using namespace iopt_test;
 
 namespace {
-
-// 64 KiB pages in one flat level: what automatic levels pick for small windows.
-struct config_64k_flat {
-  using format = hardware_tce;
-  using page_size = page_64k;
-  static constexpr std::array<unsigned, 1> level_bits{17};
-};
 
 constexpr std::uint64_t host_page = 1 << 16;
 constexpr std::uint64_t kib = 1024, mib = kib * kib, gib = kib * mib;
 
-using registry_type = prereg_registry<simulated_backend, counted_accounting>;
-using v2_strategy = preregistered<registry_type>;
-using v1_strategy = pin_on_map<simulated_backend, counted_accounting>;
 template <class Strategy>
-using container_type = dma_container<Strategy, counted_accounting, config_4k, config_64k_flat,
-                                     config_huge_window, config_16m>;
+using container_type =
+    container_of<Strategy, config_4k, config_64k_flat, config_huge_window, config_16m>;
 
 struct v2_fixture {
   simulated_backend backend{16};

@@ -33,6 +33,8 @@
 // nothing else is mapped; every host page's pin count, the pinned page count,
 // the charge, the registrations and their mapping counts equal the model's.
 // After teardown, all of it is zero.
+#include "window/support.hpp"
+
 #include <iopt/configs.hpp>
 #include <iopt/window/container.hpp>
 #include <iopt/window/vfio_errno.hpp>
@@ -45,6 +47,7 @@
 #include <vector>
 
 using namespace iopt;
+using namespace iopt_test;
 
 namespace {
 
@@ -54,11 +57,6 @@ struct cfg_4k_multi {
   using format = hardware_tce;
   using page_size = page_4k;
   static constexpr std::array<unsigned, 3> level_bits{9, 9, 9};
-};
-struct cfg_64k_flat {
-  using format = hardware_tce;
-  using page_size = page_64k;
-  static constexpr std::array<unsigned, 1> level_bits{17};
 };
 struct cfg_2m {
   using format = hardware_tce;
@@ -333,12 +331,9 @@ struct model {
 
 template <bool V2>
 struct world {
-  using registry_type = prereg_registry<simulated_backend, counted_accounting>;
-  using strategy_type = std::conditional_t<V2, preregistered<registry_type>,
-                                           pin_on_map<simulated_backend, counted_accounting>>;
-  using container_type =
-      dma_container<strategy_type, counted_accounting, config_4k, cfg_4k_multi, cfg_64k_flat,
-                    config_huge_window, cfg_2m, config_16m, cfg_256m>;
+  using strategy_type = strategy_for<V2>;
+  using container_type = container_of<strategy_type, config_4k, cfg_4k_multi, config_64k_flat,
+                                      config_huge_window, cfg_2m, config_16m, cfg_256m>;
 
   simulated_backend backend;
   counted_accounting pins{one << 50};

@@ -2,6 +2,8 @@
 // the inputs the Linux driver answers in its own way, must give the driver's
 // errno (drivers/vfio/vfio_iommu_spapr_tce.c), except where iopt is stricter
 // on purpose (test/BAD_INPUTS.md), and every refusal must change nothing.
+#include "window/support.hpp"
+
 #include <iopt/configs.hpp>
 #include <iopt/window/container.hpp>
 #include <iopt/window/vfio_errno.hpp>
@@ -9,17 +11,15 @@
 #include <doctest/doctest.h>
 
 using namespace iopt;
+using namespace iopt_test;
 
 namespace {
 constexpr std::uint64_t k64 = 1 << 16;
 constexpr std::uint64_t gib = std::uint64_t{1} << 30;
 
-using registry_type = prereg_registry<simulated_backend, counted_accounting>;
-using v2_strategy = preregistered<registry_type>;
-using v1_strategy = pin_on_map<simulated_backend, counted_accounting>;
 template <class Strategy>
-using container_type = dma_container<Strategy, counted_accounting, config_4k, config_huge_window,
-                                     config_16m, config_16m_flat>;
+using container_type =
+    container_of<Strategy, config_4k, config_huge_window, config_16m, config_16m_flat>;
 
 struct fixture {
   simulated_backend backend{16};

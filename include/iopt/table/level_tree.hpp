@@ -106,13 +106,14 @@ public:
   explicit level_tree(allocator_type alloc) noexcept : alloc_(std::move(alloc)) {}
   level_tree(level_tree&& other) noexcept
       : alloc_(std::move(other.alloc_)), top_(std::exchange(other.top_, nullptr)),
-        top_bits_(other.top_bits_), bytes_(other.bytes_.exchange(0, std::memory_order_relaxed)) {}
+        entries_bits_(other.entries_bits_),
+        bytes_(other.bytes_.exchange(0, std::memory_order_relaxed)) {}
   level_tree& operator=(level_tree&& other) noexcept {
     if (this != &other) {
       release();
       alloc_ = std::move(other.alloc_);
       top_ = std::exchange(other.top_, nullptr);
-      top_bits_ = other.top_bits_;
+      entries_bits_ = other.entries_bits_;
       bytes_.store(other.bytes_.exchange(0, std::memory_order_relaxed), std::memory_order_relaxed);
     }
     return *this;
@@ -124,7 +125,7 @@ public:
   // Allocates the top block for a window of 2^entries_bits pages; false
   // when it cannot be had.
   [[nodiscard]] bool grow_top(unsigned entries_bits) noexcept {
-    top_bits_ = geometry::top_bits(entries_bits);
+    entries_bits_ = entries_bits;
     top_ = allocate_block(top_bytes(), top_bytes());
     if (top_ == nullptr)
       return false;
@@ -199,16 +200,14 @@ public:
   void release() noexcept {
     if (top_ == nullptr)
       return;
-    free_below<top>(top_, std::size_t{1} << top_bits_);
+    free_below<top>(top_, std::size_t{1} << geometry::top_bits(entries_bits_));
     alloc_.deallocate(top_, top_bytes(), top_bytes());
     top_ = nullptr;
     bytes_.store(0, std::memory_order_relaxed);
   }
 
 private:
-  std::size_t top_bytes() const noexcept {
-    return (std::size_t{1} << top_bits_) * sizeof(std::uint64_t);
-  }
+  std::size_t top_bytes() const noexcept { return geometry::top_block_bytes(entries_bits_); }
   static constexpr std::size_t lower_alignment(unsigned level) noexcept {
     return std::max(geometry::block_bytes(level), detail::min_indirect_alignment);
   }
@@ -306,7 +305,7 @@ private:
 
   [[no_unique_address]] allocator_type alloc_{};
   std::uint64_t* top_ = nullptr;
-  unsigned top_bits_ = 0; // log2 of the top level's entries
+  unsigned entries_bits_ = 0; // log2 of the window's pages
   std::atomic<std::size_t> bytes_{0};
   std::atomic<unsigned> reservations_{0}; // outstanding level_reservations
 };
