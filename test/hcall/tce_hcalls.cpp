@@ -36,6 +36,31 @@ struct guest {
 
 } // namespace
 
+TEST_CASE("H_PUT_TCE_INDIRECT of a list that maps nothing stays on the fast path") {
+  // A guest clearing 512 entries where no level was ever allocated: nothing
+  // to write, so nothing to allocate, as H_PUT_TCE(0) and H_STUFF_TCE(0).
+  guest<config_huge_window> g;
+  const std::size_t before = g.window.memory_bytes();
+  const std::uint64_t list = list_area<config_huge_window>;
+  REQUIRE(g.memory.write_tce_list(gpa{list}, std::vector<std::uint64_t>(512, 0)) == status::ok);
+  const std::uint64_t far = g.window.pages() - 512; // under no level yet
+  CHECK(g.hcalls.put_tce_indirect(test_liobn, g.bus(far), list, 512, hcall_path::fast) ==
+        status::ok);
+  CHECK(g.window.memory_bytes() == before);
+  CHECK(g.changes == std::vector<change>{{test_liobn, ioba{g.bus(far)}, 512}});
+  // One mapping among the zeros needs its level: too hard on the fast path,
+  // done on the slow one.
+  std::vector<std::uint64_t> one(512, 0);
+  one[7] = guest<config_huge_window>::page | 1;
+  REQUIRE(g.memory.write_tce_list(gpa{list}, one) == status::ok);
+  CHECK(g.hcalls.put_tce_indirect(test_liobn, g.bus(far), list, 512, hcall_path::fast) ==
+        status::too_hard);
+  CHECK(g.window.memory_bytes() == before);
+  CHECK(g.hcalls.put_tce_indirect(test_liobn, g.bus(far), list, 512, hcall_path::slow) ==
+        status::ok);
+  CHECK(g.window.translate(ioba{g.bus(far + 7)})->target == guest<config_huge_window>::page);
+}
+
 TEST_CASE("routing by LIOBN") {
   guest<config_huge_window> g;
   CHECK(g.hcalls.attach(test_liobn, g.window) == status::exists);
