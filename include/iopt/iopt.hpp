@@ -23,11 +23,13 @@
 #include <iopt/format/traits.hpp>
 
 #include <iopt/table/allocator.hpp>
+#include <iopt/table/example_config.hpp>
 #include <iopt/table/geometry.hpp>
 #include <iopt/table/level_tree.hpp>
 #include <iopt/table/list_runs.hpp>
 #include <iopt/table/mappings.hpp>
 #include <iopt/table/run_collector.hpp>
+#include <iopt/table/table_config.hpp>
 #include <iopt/table/tce_table.hpp>
 #include <iopt/table/walk.hpp>
 
@@ -36,6 +38,7 @@
 #include <iopt/prereg/page_counts.hpp>
 #include <iopt/prereg/pinning.hpp>
 #include <iopt/prereg/posix_backend.hpp>
+#include <iopt/prereg/region_index.hpp>
 #include <iopt/prereg/registry.hpp>
 
 #include <iopt/window/charging_allocator.hpp>
