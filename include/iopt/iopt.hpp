@@ -4,8 +4,8 @@
 // Everything in one include.
 #pragma once
 
-#include <iopt/settings.hpp>
 #include <iopt/hook.hpp>
+#include <iopt/settings.hpp>
 #include <iopt/status.hpp>
 #include <iopt/version.hpp>
 

@@ -6,8 +6,8 @@
 
 #include <iopt/configs.hpp>
 #include <iopt/format/guest_tce.hpp>
-#include <iopt/testing/fault_injecting_allocator.hpp>
 #include <iopt/table/tce_table.hpp>
+#include <iopt/testing/fault_injecting_allocator.hpp>
 
 #include <map>
 #include <vector>

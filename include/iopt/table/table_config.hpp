@@ -94,10 +94,10 @@ template <class C>
 struct table_traits {
   static_assert(
       requires { typename C::format; }, "table config: 'using format = ...' is missing");
-  static_assert(!requires { &C::format::to_memory; } ||
-                    detail::keeps_or_reverses_bytes<typename C::format>(),
-                "table config: the format's to_memory must be constexpr and either keep the bytes "
-                "of a value or reverse them (see format/tce_format.hpp)");
+  static_assert(
+      !requires { &C::format::to_memory; } || detail::keeps_or_reverses_bytes<typename C::format>(),
+      "table config: the format's to_memory must be constexpr and either keep the bytes "
+      "of a value or reverse them (see format/tce_format.hpp)");
   static_assert(tce_format<typename C::format>,
                 "table config: 'format' is not a TCE format (see format/tce_format.hpp)");
   static_assert(
