@@ -98,37 +98,47 @@ void BM_map_dma_1g_page_calls(benchmark::State& state, frame_layout layout) {
   iopt_bench::set_entry_counters(state, entries);
 }
 
-// Unmapping the gigabyte in one call.
-template <class Strategy>
-void BM_unmap_dma_1g(benchmark::State& state, frame_layout layout) {
+// Times op(container) with the gigabyte mapped before each iteration;
+// restore(container) then runs untimed. Both must return true.
+template <class Strategy, class Op, class Restore>
+void time_with_gib_mapped(benchmark::State& state, frame_layout layout, Op op, Restore restore) {
   bench_container<Strategy> b(layout);
-  const ioba bus{huge_window_bus_offset};
   for (auto _ : state) {
     b.map_all();
     const auto start = clock_type::now();
-    const auto unmapped = b.container.unmap_dma(bus, gib);
+    const bool done = op(b.container);
     state.SetIterationTime(seconds_since(start));
-    if (!unmapped || *unmapped != gib)
+    if (!done || !restore(b.container))
       std::abort();
   }
   iopt_bench::set_entry_counters(state, entries);
 }
 
-// Removing a window with 1 GiB mapped: every mapping is released.
+// Unmapping the gigabyte in one call.
+template <class Strategy>
+void BM_unmap_dma_1g(benchmark::State& state, frame_layout layout) {
+  time_with_gib_mapped<Strategy>(
+      state, layout,
+      [](auto& container) {
+        const auto unmapped = container.unmap_dma(ioba{huge_window_bus_offset}, gib);
+        return unmapped && *unmapped == gib;
+      },
+      [](auto&) { return true; });
+}
+
+// Removing a window with 1 GiB mapped: every mapping is released. The
+// window is made again, untimed, for the next round.
 template <class Strategy>
 void BM_teardown_window_1g_mapped(benchmark::State& state, frame_layout layout) {
-  bench_container<Strategy> b(layout);
-  const ioba bus{huge_window_bus_offset};
-  for (auto _ : state) {
-    b.map_all();
-    const auto start = clock_type::now();
-    const status s = b.container.remove_window(bus);
-    state.SetIterationTime(seconds_since(start));
-    const auto again = b.container.create_window(16, 47);
-    if (s != status::ok || !again || *again != bus)
-      std::abort();
-  }
-  iopt_bench::set_entry_counters(state, entries);
+  time_with_gib_mapped<Strategy>(
+      state, layout,
+      [](auto& container) {
+        return container.remove_window(ioba{huge_window_bus_offset}) == status::ok;
+      },
+      [](auto& container) {
+        const auto again = container.create_window(16, 47);
+        return again && *again == ioba{huge_window_bus_offset};
+      });
 }
 
 void BM_create_remove_128t_window(benchmark::State& state) {
