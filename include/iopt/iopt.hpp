@@ -40,6 +40,7 @@
 #include <iopt/prereg/posix_backend.hpp>
 #include <iopt/prereg/region_index.hpp>
 #include <iopt/prereg/registry.hpp>
+#include <iopt/prereg/target_log.hpp>
 
 #include <iopt/window/charging_allocator.hpp>
 #include <iopt/window/container.hpp>

@@ -126,3 +126,82 @@ TEST_CASE("no_pinning maps the user address itself and still reports dirty pages
   CHECK(dirty.pages.size() == 1);
   static_assert(!no_pinning::needs_shadow);
 }
+
+namespace {
+// The targets of `pages` pages from `first`, one per page: from the log
+// map_pages filled (and for_each_target for the pages it did not keep).
+template <class Strategy>
+std::vector<std::uint64_t> logged_targets(Strategy& s, const target_log& log, ua first,
+                                          std::uint64_t pages, unsigned page_shift) {
+  std::vector<std::uint64_t> out;
+  log.replay(
+      [&](std::uint64_t, hpa t, std::uint64_t n) {
+        for (std::uint64_t k = 0; k < n; ++k)
+          out.push_back(t.value() + (k << page_shift));
+      },
+      [&](std::uint64_t, std::span<const std::uint64_t> targets) {
+        out.insert(out.end(), targets.begin(), targets.end());
+      });
+  const std::uint64_t done = log.recorded_pages();
+  s.for_each_target(ua{first.value() + (done << page_shift)}, pages - done, page_shift,
+                    [&](std::uint64_t, hpa t, std::uint64_t n) {
+                      for (std::uint64_t k = 0; k < n; ++k)
+                        out.push_back(t.value() + (k << page_shift));
+                    });
+  return out;
+}
+// The same from for_each_target alone, the backend's translation of each page.
+template <class Strategy>
+std::vector<std::uint64_t> listed_targets(Strategy& s, ua first, std::uint64_t pages,
+                                          unsigned page_shift) {
+  std::vector<std::uint64_t> out;
+  s.for_each_target(first, pages, page_shift, [&](std::uint64_t at, hpa t, std::uint64_t n) {
+    CHECK(at == out.size());
+    for (std::uint64_t k = 0; k < n; ++k)
+      out.push_back(t.value() + (k << page_shift));
+  });
+  return out;
+}
+} // namespace
+
+TEST_CASE("every strategy's log holds the targets for_each_target lists, and the highest") {
+  constexpr ua first{0x1000'0000};
+  constexpr std::uint64_t bytes = std::uint64_t{64} << 20; // 64 MiB
+  for (const frame_layout layout : {frame_layout::contiguous, frame_layout::scattered})
+    for (const std::size_t limit : {std::size_t{0}, std::size_t{300}, target_log::default_limit})
+      for (const unsigned page_shift : {12U, 16U, 21U}) {
+        CAPTURE(static_cast<int>(layout));
+        CAPTURE(limit);
+        CAPTURE(page_shift);
+        simulated_backend backend(16, layout);
+        backend.back_with_huge_pages(ua{first.value() + (bytes / 2)}, bytes / 2, 21);
+        unlimited_accounting accounting;
+        prereg_registry<simulated_backend, unlimited_accounting> registry(backend, accounting);
+        REQUIRE(registry.register_region(first, bytes / 2) == status::ok);
+        REQUIRE(registry.register_region(ua{first.value() + bytes / 2}, bytes / 2) == status::ok);
+        pin_on_map<simulated_backend, unlimited_accounting> v1(backend, accounting);
+        preregistered<decltype(registry)> v2(registry);
+        no_pinning none;
+        // From inside the 64K-backed half across into the huge-page half
+        // (pages of 2M only in the huge half).
+        const ua from{page_shift > 16 ? first.value() + bytes / 2 : first.value() + bytes / 4};
+        const std::uint64_t pages = (bytes / 4) >> page_shift;
+        auto check = [&](auto& s) {
+          target_log log(limit);
+          REQUIRE(s.map_pages(from, pages, page_shift, permission::read, log) == status::ok);
+          const auto want = listed_targets(s, from, pages, page_shift);
+          REQUIRE(want.size() == pages);
+          CHECK(logged_targets(s, log, from, pages, page_shift) == want);
+          std::uint64_t top = 0;
+          for (const std::uint64_t t : want)
+            top = std::max(top, t + ((std::uint64_t{1} << page_shift) - 1));
+          CHECK(log.highest() == hpa{top});
+          s.unmap_pages(from, pages, page_shift, permission::read);
+        };
+        check(v1);
+        check(v2);
+        check(none);
+        CHECK(backend.pin_count(from) == 1); // the registration's pin only
+        CHECK(v1.pinned_pages() == 0);
+      }
+}

@@ -8,8 +8,8 @@
 template <class Strategy>
 iopt::status map_one(Strategy& s, iopt::ua page, unsigned shift, iopt::permission perm,
                      iopt::hpa& target) {
-  iopt::hpa highest{};
-  const iopt::status st = s.map_pages(page, 1, shift, perm, highest);
+  iopt::target_log log;
+  const iopt::status st = s.map_pages(page, 1, shift, perm, log);
   if (st == iopt::status::ok)
     s.for_each_target(page, 1, shift,
                       [&](std::uint64_t, iopt::hpa t, std::uint64_t) noexcept { target = t; });

@@ -276,3 +276,51 @@ TEST_CASE("v1: enable, each map pins and charges per page, counters back at zero
   CHECK(pins.charged() == 0);
   CHECK(tables.charged() == 0);
 }
+
+TEST_CASE("a long map writes what the log kept and lists the rest again: same table at any limit") {
+  // 3000 pages of 64 KiB: the first half over scattered frames (a list of
+  // one-page runs), the second over 2 MiB huge pages (runs of 32 pages).
+  constexpr ua first{0x4000'0000};
+  constexpr std::uint64_t pages = 3000;
+  constexpr std::uint64_t bytes = pages * host_page;
+  for (const bool v2 : {false, true})
+    for (const std::size_t limit : {std::size_t{0}, std::size_t{5}, std::size_t{700},
+                                    std::size_t{1500}, target_log::default_limit}) {
+      CAPTURE(v2);
+      CAPTURE(limit);
+      simulated_backend backend{16, frame_layout::scattered};
+      backend.back_with_huge_pages(ua{first.value() + bytes / 2}, bytes / 2, 21);
+      counted_accounting pins{std::uint64_t{1} << 40}, tables{std::uint64_t{1} << 30};
+      registry_type registry{backend, pins};
+      v1_strategy pin_on_map{backend, pins};
+      v2_strategy prereg{registry};
+      const container_options options{.target_log_limit = limit};
+      container_type<v1_strategy> c1{pin_on_map, tables, options};
+      container_type<v2_strategy> c2{prereg, tables, options};
+      auto check = [&](auto& container) {
+        REQUIRE(container.create_window(16, 40));
+        const ioba bus{huge_window_bus_offset};
+        REQUIRE(container.map_dma(bus, first, bytes, permission::read_write) == status::ok);
+        for (std::uint64_t p = 0; p < pages; ++p) {
+          const auto t = container.translate(bus + p * host_page);
+          REQUIRE(t);
+          const auto want = backend.translate(ua{first.value() + p * host_page});
+          REQUIRE(want);
+          CHECK(t->target == want->value());
+          CHECK(t->perm == permission::read_write);
+        }
+        CHECK(!container.translate(bus + bytes));
+        CHECK(*container.unmap_dma(bus, bytes) == bytes);
+      };
+      if (v2) {
+        REQUIRE(c2.register_memory(first, bytes) == status::ok);
+        check(c2);
+        REQUIRE(c2.unregister_memory(first, bytes) == status::ok);
+      } else {
+        REQUIRE(c1.enable() == status::ok);
+        check(c1);
+      }
+      CHECK(backend.pinned_pages() == 0);
+      CHECK(pins.charged() == 0);
+    }
+}

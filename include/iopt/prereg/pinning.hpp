@@ -25,16 +25,19 @@
 //       the other model as unsupported (register_memory under v1, enable
 //       under v2), as the kernel does.
 //   status s.map_pages(ua first, std::uint64_t pages, unsigned page_shift,
-//                      permission, hpa& highest) noexcept
+//                      permission, target_log& log) noexcept
 //       every fallible step of mapping `pages` IOMMU pages of 2^page_shift
 //       bytes from `first` (pinning, charging, counting, translating): ok
-//       with the highest target byte, every page's target aligned to its
-//       size, or a status with nothing pinned, charged or counted.
+//       with every page's target aligned to its size, the highest target
+//       byte in `log` and, if the strategy translated the range on the way,
+//       the runs of a prefix of it (prereg/target_log.hpp); or a status with
+//       nothing pinned, charged or counted.
 //   void s.for_each_target(ua first, std::uint64_t pages, unsigned page_shift,
 //                          OnRun&& on_run) noexcept
 //       the targets of pages map_pages accepted, with no side effect:
 //       on_run(std::uint64_t page index, hpa target, std::uint64_t pages) for
-//       each run of pages whose targets are consecutive, in order.
+//       each run of pages whose targets are consecutive, in order (a caller
+//       asks only for the pages after those the log recorded).
 //   void s.unmap_pages(ua first, std::uint64_t pages, unsigned page_shift,
 //                      permission) noexcept
 //       undoes map_pages for any run of pages it mapped (not necessarily
@@ -56,6 +59,7 @@
 #include <iopt/prereg/backend.hpp>
 #include <iopt/prereg/page_counts.hpp>
 #include <iopt/prereg/registry.hpp>
+#include <iopt/prereg/target_log.hpp>
 #include <iopt/status.hpp>
 
 namespace iopt {
@@ -76,11 +80,11 @@ struct target_run_visitor {
 
 template <class S>
 concept pinning_strategy = requires(S& s, ua first, std::uint64_t pages, unsigned shift,
-                                    permission perm, hpa& highest,
+                                    permission perm, target_log& log,
                                     detail::target_run_visitor on_run) {
   { S::needs_shadow } -> std::convertible_to<bool>;
   { S::model } -> std::convertible_to<memory_model>;
-  { s.map_pages(first, pages, shift, perm, highest) }
+  { s.map_pages(first, pages, shift, perm, log) }
   noexcept->std::same_as<status>;
   { s.for_each_target(first, pages, shift, on_run) }
   noexcept;
@@ -107,8 +111,10 @@ public:
   explicit no_pinning(dirty_hook dirty = {}) noexcept : dirty_(dirty) {}
 
   status map_pages(ua first, std::uint64_t pages, unsigned page_shift, permission,
-                   hpa& highest) noexcept {
-    highest = hpa{first.value() + ((pages << page_shift) - 1)};
+                   target_log& log) noexcept {
+    log.restart(page_shift);
+    log.set_highest(hpa{first.value() + ((pages << page_shift) - 1)});
+    log.record(hpa{first.value()}, pages);
     return status::ok;
   }
   template <class OnRun>
@@ -137,9 +143,8 @@ public:
   // not_found when a page is not registered memory; unsupported when its
   // region cannot back pages this large.
   status map_pages(ua first, std::uint64_t pages, unsigned page_shift, permission,
-                   hpa& highest) noexcept {
+                   target_log& log) noexcept {
     const std::uint64_t bytes = pages << page_shift;
-    std::uint64_t top = 0;
     for (std::uint64_t done = 0; done < bytes;) {
       std::uint64_t span = 0;
       const auto region =
@@ -149,10 +154,15 @@ public:
           registry_->release_pages(first, done, page_shift);
         return region.error();
       }
-      top = std::max(top, (*region)->highest_target().value());
       done += span;
     }
-    highest = hpa{top};
+    log.restart(page_shift);
+    std::uint64_t top = 0;
+    for_each_target(first, pages, page_shift, [&](std::uint64_t, hpa target, std::uint64_t n) {
+      top = std::max(top, target.value() + ((n << page_shift) - 1));
+      log.record(target, n);
+    });
+    log.set_highest(hpa{top});
     return status::ok;
   }
   template <class OnRun>
@@ -204,9 +214,10 @@ public:
 
   // Checks containment, then reserves count room, charges the host pages
   // no mapping pins yet (one charge for the call), pins the host pages and
-  // translates the range; each step undone if a later one fails.
+  // translates the range, recording its runs in `log`; each step undone if
+  // a later one fails.
   status map_pages(ua first, std::uint64_t pages, unsigned page_shift, permission,
-                   hpa& highest) noexcept {
+                   target_log& log) noexcept {
     if (!is_aligned(first, page_shift))
       return status::not_aligned;
     const unsigned host_shift = backend_->host_page_shift();
@@ -245,9 +256,11 @@ public:
     // two runs: checked now, while nothing is visible.
     std::uint64_t top = 0;
     std::uint64_t bits = 0; // every run's start, frame and length, OR'd
+    log.restart(page_shift);
     const status translated = backend_->translate_runs(first, bytes, [&](const frame_run& run) {
       bits |= run.first.value() | run.target.value() | run.bytes;
       top = std::max(top, run.target.value() + (run.bytes - 1));
+      log.record(run.target, run.bytes >> page_shift); // read only if all are aligned
     });
     const bool aligned = is_aligned(bits, page_shift);
     if (translated != status::ok || !aligned) {
@@ -256,7 +269,7 @@ public:
     }
     for (std::size_t i = 0; i < plan.count; ++i)
       pins_.raise(plan.pieces[i].first, plan.pieces[i].pages, plan.pieces[i].times);
-    highest = hpa{top};
+    log.set_highest(hpa{top});
     return status::ok;
   }
 

@@ -429,6 +429,8 @@ private:
     for (std::uint64_t at = first.value(), left = bytes; left != 0;) {
       prereg_region* r = find_consistent(ua{at}, page).first;
       IOPT_ASSERT(r != nullptr);
+      if (r == nullptr)
+        return; // a caller that holds no use: nothing of it to visit
       const std::uint64_t span = std::min(left, r->first().value() + (r->size() - at));
       f(*r, ua{at}, span);
       at += span;

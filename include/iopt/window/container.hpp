@@ -49,6 +49,7 @@
 #include <iopt/format/permission.hpp>
 #include <iopt/prereg/accounting.hpp>
 #include <iopt/prereg/pinning.hpp>
+#include <iopt/prereg/target_log.hpp>
 #include <iopt/status.hpp>
 #include <iopt/table/geometry.hpp>
 #include <iopt/window/dma_window.hpp>
@@ -67,6 +68,11 @@ struct container_options {
   // Removing the last window, when it is not the default window, creates the
   // default window again (QEMU's behaviour).
   bool restore_default_window = true;
+  // How many scattered pages' targets (and as many runs) a map keeps
+  // between pinning and writing, so that it translates each page once; the
+  // pages past them are translated a second time. 3 MiB of scratch at most
+  // by default; 0 keeps none.
+  std::size_t target_log_limit = target_log::default_limit;
 };
 
 struct window_query {
@@ -92,7 +98,8 @@ class dma_container {
 
 public:
   dma_container(Strategy& strategy, Accounting& accounting, container_options options = {}) noexcept
-      : strategy_(&strategy), accounting_(&accounting), options_(options) {}
+      : strategy_(&strategy), accounting_(&accounting), options_(options),
+        targets_(options.target_log_limit) {}
   dma_container(const dma_container&) = delete;
   dma_container& operator=(const dma_container&) = delete;
   ~dma_container() {
@@ -444,9 +451,9 @@ private:
     auto levels = w.reserve(*span);
     if (!levels)
       return levels.error;
-    hpa highest{};
-    if (const status s = strategy_->map_pages(from, pages, shift, perm, highest); s != status::ok)
+    if (const status s = strategy_->map_pages(from, pages, shift, perm, targets_); s != status::ok)
       return s;
+    const hpa highest = targets_.highest();
     // The highest target and user address must fit the tables' entries.
     using table_format = typename Window::table_type::format;
     if (table_format::check(table_format::make(align_down(highest, shift).value(), perm), shift) !=
@@ -461,74 +468,44 @@ private:
                      : w.shadow().map_range(*span, from.value(), perm, allocation::forbidden);
       IOPT_ASSERT(remembered == status::ok); // levels installed, range checked above
     }
-    tce_writer<typename Window::table_type> writer(w.table(), iova, pages, perm);
-    strategy_->for_each_target(from, pages, shift, writer);
-    writer.flush();
+    // The targets the strategy recorded, then (if the log could not hold
+    // them all) the rest from the strategy, a log's room at a time.
+    write_targets(w.table(), iova, perm);
+    for (std::uint64_t done = targets_.recorded_pages(); done != pages;) {
+      const std::uint64_t n = std::min<std::uint64_t>(pages - done, targets_.room());
+      targets_.restart_within_room(shift);
+      strategy_->for_each_target(
+          ua{from.value() + (done << shift)}, n, shift,
+          [&](std::uint64_t, hpa target, std::uint64_t run) { targets_.record(target, run); });
+      IOPT_ASSERT(targets_.recorded_pages() == n); // the log had room for them all
+      write_targets(w.table(), ioba{iova.value() + (done << shift)}, perm);
+      done += n;
+    }
     if (changes_)
       w.table().for_each_run(*span, [&](const mapped_run& run) { changes_(true, run); });
     return status::ok;
   }
 
-  // Writes runs of targets into a table whose levels are installed: a long
-  // run with map_range, short ones gathered into a list of targets
-  // (scattered frames give runs of one page) and written with map_list, a
-  // block at a time.
+  // Writes the pages the log holds from `first` into a table whose levels
+  // are installed and whose targets the strategy checked: cannot fail.
   template <class Table>
-  class tce_writer {
-  public:
-    tce_writer(Table& table, ioba first, std::uint64_t pages, permission perm) noexcept
-        : table_(&table), first_(first), end_(pages), perm_(perm) {}
-    void operator()(std::uint64_t page, hpa target, std::uint64_t pages) noexcept {
-      // A long run, or the last run with nothing gathered before it (a
-      // one-page map among them): straight into the table.
-      if (pages >= long_run || (gathered_ == 0 && page + pages == end_)) {
-        flush();
-        write(pages == 1 ? table_->map(bus(page), target.value(), perm_, allocation::forbidden)
-                         : table_->map_range(bus(page), target.value(), pages, perm_,
-                                             allocation::forbidden));
-        return;
-      }
-      if (gathered_ != 0 && list_page_ + gathered_ != page)
-        flush();
-      // Locals, not members, in the loop: the list's stores could otherwise
-      // alias the count (both are unsigned long) and force reloads.
-      std::size_t n = gathered_;
-      std::uint64_t* list = list_.data();
-      for (std::uint64_t k = 0; k < pages; ++k) {
-        if (n == list_.size()) {
-          gathered_ = n;
-          flush();
-          n = 0;
-        }
-        if (n == 0)
-          list_page_ = page + k;
-        list[n++] = target.value() + (k << Table::page_shift);
-      }
-      gathered_ = n;
-    }
-    void flush() noexcept {
-      if (gathered_ != 0)
-        write(table_->map_list(bus(list_page_), std::span(list_.data(), gathered_), perm_,
-                               allocation::forbidden));
-      gathered_ = 0;
-    }
-
-  private:
-    static constexpr std::uint64_t long_run = 8;
-    ioba bus(std::uint64_t page) const noexcept {
-      return ioba{first_.value() + (page << Table::page_shift)};
-    }
-    static void write([[maybe_unused]] status s) noexcept {
-      IOPT_ASSERT(s == status::ok); // levels installed, targets checked by the strategy
-    }
-    Table* table_;
-    ioba first_;
-    std::uint64_t end_; // pages in the request
-    permission perm_;
-    std::uint64_t list_page_ = 0;
-    std::size_t gathered_ = 0;
-    std::array<std::uint64_t, 512> list_;
-  };
+  void write_targets(Table& table, ioba first, permission perm) const noexcept {
+    auto bus = [&](std::uint64_t page) {
+      return ioba{first.value() + (page << Table::page_shift)};
+    };
+    targets_.replay(
+        [&](std::uint64_t page, hpa target, std::uint64_t pages) {
+          [[maybe_unused]] const status s =
+              table.map_range(bus(page), target.value(), pages, perm, allocation::forbidden);
+          IOPT_ASSERT(s == status::ok);
+        },
+        [&](std::uint64_t page, std::span<const std::uint64_t> targets) {
+          [[maybe_unused]] const status s =
+              targets.size() == 1 ? table.map(bus(page), targets[0], perm, allocation::forbidden)
+                                  : table.map_list(bus(page), targets, perm, allocation::forbidden);
+          IOPT_ASSERT(s == status::ok);
+        });
+  }
 
   void release_slot(unsigned i) noexcept {
     visit_window(slots_[i], [&](auto& w) {
@@ -548,6 +525,7 @@ private:
   Accounting* accounting_;
   container_options options_;
   dma_change_hook changes_{};
+  target_log targets_; // scratch of map_in, reused from call to call
   std::array<slot, max_dma_windows> slots_{};
   std::array<bool, max_dma_windows> is_default_{}; // the slot holds the default window
   bool default_made_ = false;
