@@ -162,6 +162,7 @@ public:
   ~thp_pair() { ::close(pagemap_); }
 
   void run(benchmark::State& state, side timed) {
+    iopt_bench::paired_ratio paired;
     for (auto _ : state) {
       double seconds[2] = {};
       if (const char* error = run_iopt(seconds[0]); error != nullptr) {
@@ -173,7 +174,9 @@ public:
         break;
       }
       state.SetIterationTime(seconds[timed == side::iopt ? 0 : 1]);
+      paired.add(seconds[0], seconds[1]);
     }
+    paired.publish(state);
     state.counters["pages"] = static_cast<double>(memory_.bytes >> backend_.host_page_shift());
   }
 

@@ -126,8 +126,12 @@ void summary_reporter::finish(const std::string& dir, bool quick) const {
       s << std::fixed << std::setprecision(1) << m->bytes_per_second / 1e9 << " GB/s";
       r.per = s.str();
     }
-    if (const auto b = baseline.empty() ? std::nullopt : find(baseline))
-      r.vs_baseline = ratio(b->seconds * baseline_scale / m->seconds);
+    // A baseline timed in pairs with the operation carries their ratio.
+    if (const auto b = baseline.empty() ? std::nullopt : find(baseline)) {
+      const auto paired = b->counters.find("paired_ratio");
+      r.vs_baseline = ratio(paired != b->counters.end() ? paired->second * baseline_scale
+                                                        : b->seconds * baseline_scale / m->seconds);
+    }
     if (const auto l = limit.empty() ? std::nullopt : find(limit))
       r.vs_limit = ratio(l->seconds / m->seconds);
     rows.push_back(r);

@@ -245,11 +245,14 @@ public:
         return span.error();
       if (changes_)
         w.table().for_each_run(*span, [&](const mapped_run& run) { changes_(false, run); });
+      if (w.mapped_pages() == 0)
+        return status::ok; // nothing to find, nothing to clear
       w.for_each_mapped_run(*span, [&](ua first, std::uint64_t n, permission p) {
         strategy_->unmap_pages(first, n, window::page_shift, p);
         unmapped += n << window::page_shift;
       });
       w.clear(*span);
+      w.count_unmapped(unmapped >> window::page_shift);
       return status::ok;
     });
     if (s != status::ok)
@@ -437,10 +440,11 @@ private:
       return status::not_aligned;
     const std::uint64_t pages = span->count();
     bool occupied = false;
-    w.table().for_each_run(*span, [&](const mapped_run&) {
-      occupied = true;
-      return false;
-    });
+    if (w.mapped_pages() != 0) // an empty window has no mapping in the way
+      w.table().for_each_run(*span, [&](const mapped_run&) {
+        occupied = true;
+        return false;
+      });
     if (occupied)
       return status::exists;
     // All or nothing, in an order where every fallible step comes before
@@ -481,6 +485,7 @@ private:
       write_targets(w.table(), ioba{iova.value() + (done << shift)}, perm);
       done += n;
     }
+    w.count_mapped(pages);
     if (changes_)
       w.table().for_each_run(*span, [&](const mapped_run& run) { changes_(true, run); });
     return status::ok;

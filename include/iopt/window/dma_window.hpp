@@ -125,9 +125,16 @@ public:
       shadow_.clear(span);
   }
 
+  // How many pages are mapped, as its owner counts the maps and unmaps it
+  // makes: with none, a map need not look for mappings in its way.
+  [[nodiscard]] std::uint64_t mapped_pages() const noexcept { return mapped_pages_; }
+  void count_mapped(std::uint64_t pages) noexcept { mapped_pages_ += pages; }
+  void count_unmapped(std::uint64_t pages) noexcept { mapped_pages_ -= pages; }
+
 private:
   table_type table_;
   [[no_unique_address]] shadow_type shadow_;
+  std::uint64_t mapped_pages_ = 0;
 };
 
 } // namespace iopt
