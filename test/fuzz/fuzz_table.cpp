@@ -2,6 +2,7 @@
 // configuration (the first byte picks it), compared with a std::map model
 // after every step, and the full list of runs every few steps. Allocation
 // failures are injected too: a failed operation must change nothing.
+#include "../table/model_runs.hpp"
 #include "fuzz_support.hpp"
 
 #include <iopt/configs.hpp>
@@ -40,25 +41,7 @@ void run(iopt_fuzz::byte_reader& in, unsigned window_shift, std::uint64_t offset
   std::map<std::uint64_t, std::uint64_t> model;
   const std::uint64_t pages = t.pages();
 
-  auto model_runs = [&] {
-    std::vector<mapped_run> out;
-    std::uint64_t prev_page = 0, prev = 0;
-    for (const auto& [p, v] : model) {
-      if (!format::is_present(v))
-        continue;
-      const bool extends = !out.empty() && p == prev_page + 1 &&
-                           format::target(prev, table_type::page_shift) <= UINT64_MAX - page &&
-                           v == prev + page;
-      if (extends)
-        ++out.back().pages;
-      else
-        out.push_back({ioba{offset + p * page}, format::target(v, table_type::page_shift), 1,
-                       format::permissions(v)});
-      prev_page = p;
-      prev = v;
-    }
-    return out;
-  };
+  auto model_runs = [&] { return iopt_test::model_runs<table_type>(model, offset); };
   auto set = [&](std::uint64_t p, std::uint64_t v) {
     if (v == 0)
       model.erase(p);

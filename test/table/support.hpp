@@ -2,6 +2,8 @@
 // for, a window for each, a reference model and whole-state snapshots.
 #pragma once
 
+#include "table/model_runs.hpp"
+
 #include <doctest/doctest.h>
 
 #include <iopt/configs.hpp>
@@ -138,26 +140,7 @@ public:
     entries_.erase(entries_.lower_bound(first), entries_.upper_bound(first + pages - 1));
   }
 
-  std::vector<iopt::mapped_run> runs() const {
-    std::vector<iopt::mapped_run> out;
-    std::uint64_t prev_page = 0, prev_value = 0;
-    for (const auto& [page, value] : entries_) {
-      if (!format::is_present(value))
-        continue;
-      const bool extends =
-          !out.empty() && page == prev_page + 1 &&
-          format::target(prev_value, Table::page_shift) <= UINT64_MAX - page_bytes &&
-          value == prev_value + page_bytes;
-      if (extends)
-        ++out.back().pages;
-      else
-        out.push_back({iopt::ioba{offset_ + (page << Table::page_shift)},
-                       format::target(value, Table::page_shift), 1, format::permissions(value)});
-      prev_page = page;
-      prev_value = value;
-    }
-    return out;
-  }
+  std::vector<iopt::mapped_run> runs() const { return model_runs<Table>(entries_, offset_); }
   std::size_t size() const { return entries_.size(); }
 
 private:
