@@ -53,6 +53,21 @@ inline void set_entry_counters(benchmark::State& state, std::size_t entries_per_
   state.SetBytesProcessed(state.iterations() * n * 8);
 }
 
+// Adds the least and the greatest of the repetitions to the aggregates (as
+// "min" and "max"): the report's pictures draw them as the spread.
+inline void with_spread(benchmark::internal::Benchmark* b) {
+  b->ComputeStatistics(
+      "min", [](const std::vector<double>& v) { return *std::min_element(v.begin(), v.end()); });
+  b->ComputeStatistics(
+      "max", [](const std::vector<double>& v) { return *std::max_element(v.begin(), v.end()); });
+}
+
+// The run lengths of the map_range picture (pages in one call): 512 (one
+// leaf block) to 2^21 (16 MiB of entries, past every cache), and the 65536
+// of the summary table.
+inline constexpr std::int64_t map_range_run_lengths[] = {512,   2048,   8192,   32768,
+                                                         65536, 131072, 524288, 2097152};
+
 // Paired timing, for a ratio on a shared machine: each iteration times the
 // measured operation and its baseline back to back, so both see the same
 // machine, and the median of the per-iteration ratios (baseline time over

@@ -39,5 +39,8 @@ void BM_scan_entries(benchmark::State& state) {
 
 } // namespace
 
-BENCHMARK(BM_memset_entries)->RangeMultiplier(2)->Range(1 << 9, 1 << 24);
+BENCHMARK(BM_memset_entries)
+    ->RangeMultiplier(2)
+    ->Range(1 << 9, 1 << 24)
+    ->Apply(iopt_bench::with_spread);
 BENCHMARK(BM_scan_entries)->RangeMultiplier(2)->Range(1 << 9, 1 << 24);

@@ -71,7 +71,7 @@ void BM_baseline_linked_list_lookup(benchmark::State& state) {
   const auto order = lookup_order(regions);
   std::size_t i = 0;
   for (auto _ : state) {
-    const auto* r = list.lookup(order[i++ & 4095], 1 << host_shift);
+    const auto r = list.lookup(order[i++ & 4095], 1 << host_shift);
     benchmark::DoNotOptimize(r);
   }
   state.SetItemsProcessed(state.iterations());

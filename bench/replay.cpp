@@ -126,22 +126,6 @@ void BM_listener_add_remove_events(benchmark::State& state) {
   state.SetItemsProcessed(state.iterations() * static_cast<std::int64_t>(events));
 }
 
-// map_range throughput against run length (for the report's picture).
-void BM_map_range_sweep(benchmark::State& state) {
-  const auto pages = static_cast<std::uint64_t>(state.range(0));
-  auto t = make_window(31);
-  if (t.map_range(t.window().first(), 0, pages, permission::read) != status::ok)
-    std::abort();
-  std::uint64_t target = 0;
-  for (auto _ : state) {
-    target ^= std::uint64_t{1} << 40;
-    benchmark::DoNotOptimize(
-        t.map_range(t.window().first(), target, pages, permission::read_write));
-    benchmark::ClobberMemory();
-  }
-  iopt_bench::set_entry_counters(state, pages);
-}
-
 } // namespace
 
 BENCHMARK(BM_replay_empty_window)->DenseRange(16, 31, 5);
@@ -149,4 +133,3 @@ BENCHMARK(BM_baseline_naive_replay_empty)->DenseRange(12, 24, 4)->Unit(benchmark
 BENCHMARK(BM_replay_1g_mapped);
 BENCHMARK(BM_baseline_naive_replay_1g_range)->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_listener_add_remove_events)->Unit(benchmark::kMillisecond);
-BENCHMARK(BM_map_range_sweep)->RangeMultiplier(4)->Range(1 << 9, 1 << 21);

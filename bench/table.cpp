@@ -193,8 +193,20 @@ void BM_iterate_1g_contiguous(benchmark::State& state) {
 
 IOPT_BENCH_ALL_CONFIGS(BM_map_one);
 IOPT_BENCH_ALL_CONFIGS(BM_translate_one);
-IOPT_BENCH_ALL_CONFIGS(BM_map_range, ->Arg(512)->Arg(65536));
-IOPT_BENCH_ALL_CONFIGS(BM_baseline_per_entry_walk, ->Arg(512)->Arg(65536));
+namespace {
+// The picture's run lengths that fit the configuration's benchmark window.
+template <class Config>
+void map_range_sweep(benchmark::internal::Benchmark* b) {
+  const std::uint64_t pages = bench_window<Config>::bytes >> table_geometry<Config>::page_shift;
+  for (const std::int64_t n : iopt_bench::map_range_run_lengths)
+    if (static_cast<std::uint64_t>(n) <= pages)
+      b->Arg(n);
+  iopt_bench::with_spread(b);
+}
+} // namespace
+
+IOPT_BENCH_ALL_CONFIGS(BM_map_range, ->Apply(map_range_sweep<C>));
+IOPT_BENCH_ALL_CONFIGS(BM_baseline_per_entry_walk, ->Apply(map_range_sweep<C>));
 IOPT_BENCH_ALL_CONFIGS(BM_clear_2g_window, ->Unit(benchmark::kMicrosecond));
 BENCHMARK_TEMPLATE(BM_iterate_mapped, iopt::config_huge_window)->Arg(64)->Arg(256)->Arg(1024);
 BENCHMARK_TEMPLATE(BM_iterate_1g_contiguous, iopt::config_huge_window);
