@@ -10,6 +10,7 @@
 #pragma once
 
 #include <cerrno>
+#include <cstddef>
 #include <cstdint>
 #include <string_view>
 #include <type_traits>
@@ -19,28 +20,50 @@
 
 namespace iopt {
 
+// The outcome of an operation: ok or the reason it failed. Functions that
+// produce a value return result<T>, which carries a status on failure.
 enum class status : std::uint8_t {
-  ok,                // the request was carried out
-  invalid_parameter, // malformed request (bad count, size, list, option)
-  not_aligned,       // an address or size is not aligned to the page it must be
-  out_of_window,     // an IOBA (or part of a range) lies outside the DMA window
-  wraps,             // an address range would wrap past the top of the 64-bit space
-  bad_permission,    // permission or reserved bits the TCE format does not have
-  no_memory,         // an allocation or a locked-memory charge failed
-  busy,              // the object is in use (e.g. a region that TCEs still map)
-  not_found,         // no such region, window or entry
-  exists,            // the same thing already exists (a region, a mapping)
-  overlaps,          // part of the range is already taken by something else
-  too_hard,          // the fast path cannot finish; retry on the slow path
-  not_permitted,     // the caller lacks a privilege or the memory is not usable
-  unsupported,       // a valid request this configuration does not support
-  fault,             // reading the caller's memory failed
-  hardware_error,    // the backend failed in a way the caller cannot fix
+  // The request was carried out.
+  ok,
+  // A malformed request: bad count, size, list or option.
+  invalid_parameter,
+  // An address or size is not aligned to the page it must be; also a TCE with
+  // bits other than the permission bits below the page.
+  not_aligned,
+  // An IOBA (or part of a range) lies outside the DMA window.
+  out_of_window,
+  // An address range would wrap past the top of the 64-bit space.
+  wraps,
+  // A permission that is not one of the four enumerators, or a TCE with
+  // address bits the format does not have (above its address_mask).
+  bad_permission,
+  // An allocation or a locked-memory charge failed.
+  no_memory,
+  // The object is in use (e.g. a region that TCEs still map).
+  busy,
+  // No such region, window or entry.
+  not_found,
+  // The same thing already exists (a region, a mapping).
+  exists,
+  // Part of the range is already taken by something else.
+  overlaps,
+  // The fast path cannot finish; nothing has changed, retry on the slow path.
+  too_hard,
+  // The caller lacks a privilege or the memory is not usable.
+  not_permitted,
+  // A valid request this configuration does not support.
+  unsupported,
+  // Reading the caller's memory failed.
+  fault,
+  // The backend failed in a way the caller cannot fix.
+  hardware_error,
 };
 
 // Number of enumerators; kept next to the enum so a test can walk them all.
 inline constexpr std::size_t status_count = static_cast<std::size_t>(status::hardware_error) + 1;
 
+// A short English description of s for logs and messages, such as
+// "not aligned"; "unknown status" for a value outside the enum.
 constexpr std::string_view to_string(status s) noexcept {
   switch (s) {
   case status::ok: return "ok";
@@ -65,12 +88,18 @@ constexpr std::string_view to_string(status s) noexcept {
 
 // sPAPR hypercall return codes (PAPR; the values a guest kernel checks).
 enum class hcall_return : long {
+  // The hypercall succeeded.
   H_SUCCESS = 0,
+  // A host-side failure the guest cannot fix.
   H_HARDWARE = -1,
+  // The hypercall is not supported. to_hcall never returns it.
   H_FUNCTION = -2,
+  // The caller lacks the privilege. to_hcall never returns it.
   H_PRIVILEGE = -3,
+  // A bad argument: anything the guest got wrong.
   H_PARAMETER = -4,
-  H_TOO_HARD = 9999, // not seen by guests: tells the host to take the slow path
+  // Not seen by guests: tells the host to take the slow path.
+  H_TOO_HARD = 9999,
 };
 
 // What a guest should be told. Anything the guest got wrong is H_PARAMETER;
@@ -130,33 +159,47 @@ class [[nodiscard]] result {
   static_assert(std::is_default_constructible_v<T>, "result<T> needs a default-constructible T");
 
 public:
+  // A success holding value; implicit, so a function can return a T.
   constexpr result(T value) noexcept(std::is_nothrow_move_constructible_v<T>) // NOLINT: implicit
       : value_(std::move(value)) {}
+  // A failure; implicit, so a function can return a status. error must not
+  // be status::ok (asserted).
   constexpr result(status error) noexcept : status_(error) { // NOLINT: implicit by design
     IOPT_ASSERT(error != status::ok);
   }
 
+  // Whether the result holds a value (error() is status::ok).
   [[nodiscard]] constexpr bool has_value() const noexcept { return status_ == status::ok; }
+  // has_value(), for if (auto r = ...).
   constexpr explicit operator bool() const noexcept { return has_value(); }
+  // Why there is no value; status::ok when there is one.
   [[nodiscard]] constexpr status error() const noexcept { return status_; }
 
+  // The value; only when has_value() (asserted).
   [[nodiscard]] constexpr const T& value() const& noexcept {
     IOPT_ASSERT(has_value());
     return value_;
   }
+  // The same, mutable.
   [[nodiscard]] constexpr T& value() & noexcept {
     IOPT_ASSERT(has_value());
     return value_;
   }
+  // The same, moved out of an expiring result.
   [[nodiscard]] constexpr T&& value() && noexcept {
     IOPT_ASSERT(has_value());
     return std::move(value_);
   }
+  // value(), as with a pointer or std::optional.
   constexpr const T& operator*() const& noexcept { return value(); }
+  // The same, mutable.
   constexpr T& operator*() & noexcept { return value(); }
+  // Member access to value(); only when has_value() (asserted).
   constexpr const T* operator->() const noexcept { return &value(); }
+  // The same, mutable.
   constexpr T* operator->() noexcept { return &value(); }
 
+  // A copy of the value, or fallback when there is none.
   [[nodiscard]] constexpr T value_or(T fallback) const noexcept {
     return has_value() ? value_ : fallback;
   }

@@ -36,6 +36,8 @@
 
 namespace iopt {
 
+// The targets of one range of IOMMU pages, from the pinning step to the table
+// write: scratch memory of one owner, which reuses it; no lock.
 class target_log {
 public:
   // Runs at least this long are kept as one piece; shorter ones page by page.
@@ -58,7 +60,11 @@ public:
   // keeps them all, whatever its limit.
   void restart_within_room(unsigned page_shift) noexcept { start(page_shift, room()); }
 
+  // Sets the highest target byte of the whole range, which the owner checks
+  // against the table's format.
   void set_highest(hpa highest) noexcept { highest_ = highest; }
+  // The highest target byte of the range (0 until set_highest after a
+  // restart).
   [[nodiscard]] hpa highest() const noexcept { return highest_; }
 
   // The next `pages` pages of the range lie at consecutive targets from
@@ -102,11 +108,14 @@ public:
   }
 
 private:
+  // 16 bytes: a page count never needs the top bit.
   struct piece {
-    std::uint64_t value; // a run's first target, or where its list starts
-    std::uint64_t pages; // a list's is written when it closes
-    bool list;
+    std::uint64_t value;      // a run's first target, or where its list starts
+    std::uint64_t pages : 63; // a list's is written when it closes
+    std::uint64_t list : 1;
+    static constexpr std::uint64_t max_pages = ~std::uint64_t{0} >> 1;
   };
+  static_assert(sizeof(piece) == 16);
   // An array with inline room, grown on the heap by doubling.
   template <class T>
   struct buffer {
@@ -167,7 +176,7 @@ private:
     if (!list_open_)
       return;
     piece& open = pieces_.data[pieces_used_ - 1];
-    open.pages = list_used_ - open.value;
+    open.pages = (list_used_ - open.value) & piece::max_pages;
     list_open_ = false;
   }
   [[gnu::noinline]] void record_otherwise(hpa target, std::uint64_t pages) noexcept {
@@ -184,13 +193,13 @@ private:
     }
     if (listed) {
       if (new_piece)
-        pieces_.data[pieces_used_++] = piece{list_used_, 0, true};
+        pieces_.data[pieces_used_++] = piece{list_used_, 0, 1};
       list_open_ = true;
       append(target, pages);
       return;
     }
     close_list();
-    pieces_.data[pieces_used_++] = piece{target.value(), pages, false};
+    pieces_.data[pieces_used_++] = piece{target.value(), pages & piece::max_pages, 0};
     pages_ += pages;
   }
 
