@@ -20,15 +20,23 @@
 
 namespace iopt {
 
+// A report channel that calls report(context, args...) when set and nothing
+// when empty; copied by value, it owns neither the function nor the context.
 template <class... Args>
 class hook {
 public:
+  // What a hook calls: the context it was set with, then the report itself.
+  // It must not throw.
   using function = void (*)(void* context, Args... args) noexcept;
 
+  // An empty hook: calling it does nothing.
   constexpr hook() noexcept = default;
+  // A hook that calls report(context, args...); `context` must outlive every
+  // call (a null `report` gives an empty hook).
   constexpr hook(function report, void* context) noexcept : report_(report), context_(context) {}
 
-  // A hook that calls object.*Member(args...).
+  // A hook that calls (object.*Member)(args...); `object` must outlive the
+  // hook and Member must not throw.
   template <auto Member, class Object>
   [[nodiscard]] static constexpr hook to(Object& object) noexcept {
     return hook(
@@ -36,10 +44,12 @@ public:
         &object);
   }
 
+  // Reports `args`; does nothing when the hook is empty.
   void operator()(Args... args) const noexcept {
     if (report_ != nullptr)
       report_(context_, args...);
   }
+  // Whether the hook is set, so a caller can skip work that only builds a report.
   [[nodiscard]] explicit operator bool() const noexcept { return report_ != nullptr; }
 
 private:

@@ -29,6 +29,7 @@
 
 #ifndef IOPT_ASSERT
 #ifdef NDEBUG
+// Checks an internal invariant; with NDEBUG, nothing: cond is not evaluated.
 #define IOPT_ASSERT(cond) static_cast<void>(0)
 #else
 #include <cstdio>
@@ -40,14 +41,22 @@ namespace iopt::detail {
   std::abort();
 }
 } // namespace iopt::detail
+
+// Checks an internal invariant (never user input): when cond is false, prints
+// it with file and line to stderr and aborts. Compiled out under NDEBUG; a
+// project may define its own before including iopt (see the top of this file).
 #define IOPT_ASSERT(cond)                                                                          \
   ((cond) ? static_cast<void>(0) : ::iopt::detail::assert_failed(#cond, __FILE__, __LINE__))
 #endif
 #endif
 
-// Branch and inlining hints. Hot paths are small and inline; rare paths
-// (allocating a level, rejecting input) are cold and kept out of line.
+// x as a bool, hinted to be usually true. With the three below, the branch and
+// inlining hints: hot paths are small and inline; rare paths (allocating a
+// level, rejecting input) are cold and kept out of line.
 #define IOPT_LIKELY(x) __builtin_expect(!!(x), 1)
+// x as a bool, hinted to be usually false (an error check on a hot path).
 #define IOPT_UNLIKELY(x) __builtin_expect(!!(x), 0)
+// Marks a function inline and asks the compiler to inline it at every call.
 #define IOPT_ALWAYS_INLINE inline __attribute__((always_inline))
+// Marks a function rarely called: optimised for size and never inlined.
 #define IOPT_COLD __attribute__((cold, noinline))

@@ -17,6 +17,8 @@
 
 namespace iopt {
 
+// A sample TCE format (little-endian, permission bits 0x4 and 0x8, write
+// implies read, 52 address bits) that documents each hook a format supplies.
 struct example_format {
   // Required. The bit that lets the device read the target page (DMA towards
   // the device). One bit, below 4096 so it fits under the smallest page.

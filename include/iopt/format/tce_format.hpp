@@ -43,6 +43,9 @@ constexpr bool keeps_or_reverses_bytes() noexcept {
 }
 } // namespace detail
 
+// F is a TCE format: read_bit and write_bit are distinct single bits below
+// 4096, to_memory and from_memory are noexcept, and to_memory is constexpr and
+// keeps or reverses the bytes of a value.
 template <class F>
 concept tce_format = requires(std::uint64_t v) {
   { F::read_bit } -> std::convertible_to<std::uint64_t>;

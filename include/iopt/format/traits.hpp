@@ -18,6 +18,8 @@
 
 namespace iopt {
 
+// What the algorithms use of a TCE format F: its members, the optional ones
+// defaulted, and the conversions between values, permissions and targets.
 template <class F>
 struct format_traits {
   static_assert(
@@ -39,6 +41,7 @@ struct format_traits {
   static_assert(!detail::keeps_or_reverses_bytes<F>() || tce_format<F>,
                 "TCE format: read_bit and write_bit must be distinct single bits below 4096");
 
+  // The format these traits describe.
   using format = F;
 
   // Whether to_memory reverses the bytes of a value (a table in the other
@@ -55,8 +58,11 @@ struct format_traits {
                 "TCE format: to_memory must be constexpr and either keep the bytes of a value "
                 "or reverse them");
 
+  // F::read_bit: the bit that lets the device read the target page.
   static constexpr std::uint64_t read_bit = F::read_bit;
+  // F::write_bit: the bit that lets the device write the target page.
   static constexpr std::uint64_t write_bit = F::write_bit;
+  // Both permission bits; an entry with neither is empty.
   static constexpr std::uint64_t permission_bits = read_bit | write_bit;
 
   // Optional: bits a target address may use. Default: all of them.
@@ -75,12 +81,17 @@ struct format_traits {
       return v;
   }
 
+  // F::to_memory: a value in the form the table stores.
   static constexpr std::uint64_t to_memory(std::uint64_t v) noexcept { return F::to_memory(v); }
+  // F::from_memory: a stored entry as a value.
   static constexpr std::uint64_t from_memory(std::uint64_t m) noexcept { return F::from_memory(m); }
 
+  // The format's permission bits for p, before normalize (so a write-only p
+  // gives write_bit alone).
   static constexpr std::uint64_t permission_to_bits(permission p) noexcept {
     return (can_read(p) ? read_bit : 0) | (can_write(p) ? write_bit : 0);
   }
+  // The permissions a value grants, read from its permission bits alone.
   static constexpr permission permissions(std::uint64_t v) noexcept {
     return ((v & read_bit) ? permission::read : permission::none) |
            ((v & write_bit) ? permission::write : permission::none);
@@ -92,6 +103,8 @@ struct format_traits {
   static constexpr std::uint64_t make(std::uint64_t target, permission p) noexcept {
     return normalize(target | permission_to_bits(p));
   }
+  // The target address of a value: v with its low page_shift bits (the
+  // permission bits among them) cleared. page_shift is log2 of the IOMMU page.
   static constexpr std::uint64_t target(std::uint64_t v, unsigned page_shift) noexcept {
     return align_down(v, page_shift);
   }

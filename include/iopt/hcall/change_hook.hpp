@@ -15,7 +15,8 @@
 
 namespace iopt {
 
-// (liobn, first, pages): `pages` entries from `first` of window `liobn`.
+// (liobn, first, pages): the call wrote `pages` entries (IOMMU pages of that
+// window) from bus address `first` of the window the guest names `liobn`.
 using tce_change_hook = hook<std::uint64_t, ioba, std::uint64_t>;
 
 } // namespace iopt

@@ -36,11 +36,14 @@
 
 namespace iopt {
 
+// Which path of the hypervisor a hypercall is answered on; the front end
+// passes it to the accessor and to the table's allocations.
 enum class hcall_path : std::uint8_t {
   fast, // must not allocate, sleep or fault: whatever it cannot finish is too_hard
   slow, // may do all of that
 };
 
+// What the hypercall front end needs of a guest-memory accessor (see above).
 template <class M>
 concept guest_memory = requires(M& m, const M& cm, gpa addr, std::span<std::byte> out,
                                 hcall_path path, std::uint64_t bytes) {
@@ -55,11 +58,18 @@ concept guest_memory = requires(M& m, const M& cm, gpa addr, std::span<std::byte
 // path. Host tests and benchmarks hand it to the front end.
 class buffer_guest_memory {
 public:
+  // log2 of the page size (4 KiB) at which make_faulting and make_slow_only
+  // work.
   static constexpr unsigned page_shift = 12;
 
+  // `bytes` bytes of zeroed guest RAM from guest physical address `base`; the
+  // range must not pass 2^64.
   buffer_guest_memory(gpa base, std::size_t bytes)
       : ram_(*gpa_range::make(base, bytes)), bytes_(bytes) {}
 
+  // Copies to.size() bytes from `from`: fault when any of them is not RAM or
+  // lies on a faulting page, too_hard on the fast path when one lies on a
+  // slow-only page; nothing is copied unless the result is ok.
   status read(gpa from, std::span<std::byte> to, hcall_path path) const noexcept {
     const auto wanted = gpa_range::make(from, to.size());
     if (!wanted || !ram_.contains(*wanted))
@@ -78,6 +88,8 @@ public:
     return status::ok;
   }
 
+  // Whether all of [first, first + bytes) lies in the buffer's RAM (for 0
+  // bytes, whether `first` does). Faulting and slow-only pages still count.
   bool is_ram(gpa first, std::uint64_t bytes) const noexcept {
     // Written so that nothing wraps: offset and size both within the RAM.
     const std::uint64_t offset = first.value() - ram_.first().value();
@@ -106,6 +118,7 @@ public:
   void make_faulting(gpa page) { faulting_.insert(page.value() >> page_shift); }
   // Reads of this 4 KiB page are too hard on the fast path.
   void make_slow_only(gpa page) { slow_only_.insert(page.value() >> page_shift); }
+  // The guest physical range the buffer holds.
   [[nodiscard]] const gpa_range& ram() const noexcept { return ram_; }
 
 private:

@@ -51,8 +51,12 @@ namespace iopt {
 
 // PAPR limits: one indirect list holds at most 512 TCEs in one 4 KiB page.
 inline constexpr std::uint64_t max_indirect_tces = 512;
+// The guest physical address of an indirect list must be aligned to this many
+// bytes (one 4 KiB page), so that a list never crosses a page; not_aligned
+// otherwise.
 inline constexpr std::uint64_t indirect_list_alignment = 4096;
 
+// How the front end answers where PAPR and QEMU differ.
 struct hcall_options {
   // PAPR says H_STUFF_TCE clears: by default a value with read or write
   // permission is a parameter error. QEMU accepts any value; set this to
@@ -60,11 +64,17 @@ struct hcall_options {
   bool stuff_accepts_mappings = false;
 };
 
+// The hypercall front end for one guest: answers its TCE hypercalls on the
+// windows attached under their LIOBNs (tables of any of `Configs`), reading
+// guest memory through `Memory`. Attach and detach must not run concurrently
+// with the calls.
 template <guest_memory Memory, class... Configs>
 class tce_hcalls {
   static_assert(sizeof...(Configs) >= 1, "tce_hcalls: name at least one window configuration");
 
 public:
+  // Reads guest memory through `memory`, which is kept by reference and must
+  // outlive the front end; `options` are fixed from here on.
   explicit tce_hcalls(Memory& memory, hcall_options options = {}) noexcept
       : memory_(&memory), options_(options) {}
 
@@ -74,6 +84,9 @@ public:
 
   // ---- routing (not concurrent with the calls below) ----------------------
 
+  // Routes calls for `liobn` to `window`, which is kept by reference and must
+  // stay until detach; exists when `liobn` is routed already. Config must be
+  // one of Configs.
   template <class Config>
   status attach(std::uint64_t liobn, tce_table<Config>& window) {
     if (find(liobn) != nullptr)
@@ -81,6 +94,8 @@ public:
     routes_.push_back(route{liobn, &window});
     return status::ok;
   }
+  // Stops routing `liobn` (the window keeps its entries); not_found when it
+  // was not routed.
   status detach(std::uint64_t liobn) noexcept {
     const auto it = std::find_if(routes_.begin(), routes_.end(),
                                  [liobn](const route& r) { return r.liobn == liobn; });
@@ -90,6 +105,7 @@ public:
     return status::ok;
   }
 
+  // The options given at construction.
   [[nodiscard]] const hcall_options& options() const noexcept { return options_; }
 
   // ---- the hypercalls ------------------------------------------------------

@@ -30,34 +30,62 @@
 
 namespace iopt {
 
+// What a region is: guest RAM, device RAM (memory a device exposes, mapped
+// like RAM), MMIO, or an IOMMU region (addresses a guest-visible IOMMU
+// translates). Sinks choose by kind which sections they act on.
 enum class region_kind : std::uint8_t { ram, device_ram, mmio, iommu };
 
+// One region of the guest's physical address space, as the caller describes
+// it to memory_map::add_region.
 struct memory_region {
-  std::uint64_t id = 0; // the caller's name for it; unique in a map
+  // The caller's name for the region; unique in a map.
+  std::uint64_t id = 0;
+  // Guest physical address of its first byte.
   gpa first{};
+  // Length in bytes; not 0, and first + size may reach but not pass 2^64.
   std::uint64_t size = 0;
+  // Where regions overlap, the higher priority shows (on a tie, the one added
+  // later).
   int priority = 0;
+  // What the region is.
   region_kind kind = region_kind::ram;
-  ua host{};                 // where RAM and device RAM live in the host
-  std::uint64_t backing = 0; // which host memory object (RAM block) backs it
+  // Host address of `first`, for RAM and device RAM.
+  ua host{};
+  // Which host memory object (RAM block) backs it: ranges are only merged
+  // within one backing.
+  std::uint64_t backing = 0;
 };
 
+// One section of the flat view: a stretch of guest addresses where one region
+// shows (the part of it that wins there). Sections of a view do not overlap.
 struct flat_section {
+  // Guest physical address of its first byte.
   gpa first{};
+  // Length in bytes (never 0 in a rendered view).
   std::uint64_t size = 0;
+  // The kind of the region it shows.
   region_kind kind = region_kind::ram;
-  ua host{}; // host address of `first`
+  // Host address of `first`.
+  ua host{};
+  // The backing of the region it shows.
   std::uint64_t backing = 0;
-  std::uint64_t region = 0; // id of the region it shows
-  // The whole region the section is part of (a section can show only part of
-  // it, where regions of higher priority cover the rest).
+  // Id of the region it shows.
+  std::uint64_t region = 0;
+  // Start of the whole region the section is part of (a section can show only
+  // part of it, where regions of higher priority cover the rest).
   gpa region_first{};
+  // Size in bytes of that whole region; 0 in a section made by hand.
   std::uint64_t region_size = 0;
 
+  // Memberwise: a section that moved, changed size or now shows another
+  // region or host address compares unequal.
   friend bool operator==(const flat_section&, const flat_section&) = default;
+  // Guest address of its last byte (inclusive, so that a section ending at
+  // 2^64 has one); only meaningful when size is not 0.
   [[nodiscard]] std::uint64_t last() const noexcept { return first.value() + (size - 1); }
 };
 
+// A rendered flat view: non-overlapping sections in ascending address order.
 using flat_view = std::vector<flat_section>;
 
 // Non-overlapping sections in address order. Regions of size 0 or that would
@@ -137,10 +165,14 @@ inline flat_view render(const std::vector<memory_region>& regions) {
 
 // What a change does to a flat view: removals first, then additions.
 struct flat_view_change {
+  // Sections of the old view that the new one lacks, in address order.
   std::vector<flat_section> removed;
+  // Sections of the new view that the old one lacks, in address order.
   std::vector<flat_section> added;
 };
 
+// The change from `before` to `after`, both rendered views: a section that
+// differs in any member counts as removed and added again. One linear merge.
 inline flat_view_change difference(const flat_view& before, const flat_view& after) {
   flat_view_change change;
   std::size_t i = 0, j = 0;

@@ -63,6 +63,8 @@
 
 namespace iopt {
 
+// Which part of a section an unaligned event reports, and so why the sink
+// does not get it.
 enum class unaligned_part : std::uint8_t {
   head,            // before the first full granule
   tail,            // after the last full granule
@@ -70,26 +72,45 @@ enum class unaligned_part : std::uint8_t {
   offset_mismatch, // guest and host offsets within a granule differ: nothing usable
 };
 
+// Bytes of an added section that alignment keeps from the sink (`part` says
+// why); reported when the section is added, not on removal.
 struct unaligned_event {
+  // Guest physical address of the first byte left out.
   gpa first{};
+  // How many bytes are left out.
   std::uint64_t size = 0;
+  // Which part of the section they are.
   unaligned_part part = unaligned_part::head;
+  // Id of the region the section shows.
   std::uint64_t region = 0;
+  // Memberwise.
   friend bool operator==(const unaligned_event&, const unaligned_event&) = default;
 };
 
 // A sink call that failed, with what is needed to retry or undo it.
 struct sink_failure {
+  // Guest physical address of the range the call was given.
   gpa first{};
+  // Host address of `first`.
   ua host{};
+  // Length of the range in bytes.
   std::uint64_t size = 0;
+  // The status the sink returned (never ok).
   status error = status::ok;
+  // True when remove_range failed (the sink still holds the range), false when
+  // add_range did (the sink does not hold it).
   bool on_remove = false;
+  // Memberwise.
   friend bool operator==(const sink_failure&, const sink_failure&) = default;
 };
 
+// What a sink holds: `ranges`, guest ranges added and removed granule by
+// granule (DMA mappings), or `regions`, one whole aligned range per region
+// (preregistrations). See the file comment.
 enum class sink_unit : std::uint8_t { ranges, regions };
 
+// What memory_listener needs of its sink; see the file comment for the
+// optional members.
 template <class S>
 concept listener_sink = requires(S& s, const S& cs, region_kind k, gpa g, ua u, std::uint64_t n,
                                  const unaligned_event& e, const sink_failure& f) {
@@ -100,6 +121,7 @@ concept listener_sink = requires(S& s, const S& cs, region_kind k, gpa g, ua u, 
   s.failed(f);
 };
 
+// The unit sink S holds: S::unit when it declares one, ranges otherwise.
 template <class S>
 constexpr sink_unit unit_of() noexcept {
   if constexpr (requires { S::unit; })
@@ -108,29 +130,46 @@ constexpr sink_unit unit_of() noexcept {
     return sink_unit::ranges;
 }
 
+// A map_listener that keeps `Sink` holding the granule-aligned parts of the
+// sections it wants, adding and removing only what each change touches.
 template <page_size_policy Granularity, listener_sink Sink>
 class memory_listener final : public map_listener {
   static constexpr bool by_region = unit_of<Sink>() == sink_unit::regions;
 
 public:
+  // Aligns to `granularity` (e.g. the host page size for preregistration, the
+  // IOMMU page size for DMA) and drives `sink`, which is kept by reference and
+  // must outlive the listener; `priority` orders it among a map's listeners.
   memory_listener(Granularity granularity, Sink& sink, int priority = 0) noexcept
       : map_listener(priority), granularity_(granularity), sink_(&sink) {}
 
   // A range the sink holds: [first, first + size) at host address `host`.
   struct held_range {
+    // Guest physical address of the first byte.
     gpa first{};
+    // Length in bytes, a multiple of the granule.
     std::uint64_t size = 0;
+    // Host address of `first`.
     ua host{};
+    // The backing of the region it came from.
     std::uint64_t backing = 0;
+    // Memberwise.
     friend bool operator==(const held_range&, const held_range&) = default;
+    // Guest address of the last byte (inclusive); only meaningful when size is
+    // not 0.
     [[nodiscard]] std::uint64_t last() const noexcept { return first.value() + (size - 1); }
   };
   // Keyed by guest address (unit ranges) or by region id (unit regions).
   using range_map = std::map<std::uint64_t, held_range>;
+  // A range with its key in a range_map.
   using keyed_range = std::pair<std::uint64_t, held_range>;
 
+  // Nothing to prepare: changes are gathered as sections arrive.
   void begin() override {}
 
+  // Records that the aligned part of `s` is wanted, reporting what alignment
+  // cuts off; the sink gets it at commit_additions(). An IOMMU section the
+  // sink does not want goes to its iommu_added at once, if it has one.
   void section_added(const flat_section& s) override {
     if (!sink_->wants(s.kind)) {
       if constexpr (requires { sink_->iommu_added(s); })
@@ -152,6 +191,9 @@ public:
     }
   }
 
+  // Records that the aligned part of `s` is no longer visible; the sink loses
+  // it at commit_removals(). An IOMMU section the sink does not want goes to
+  // its iommu_removed at once, if it has one.
   void section_removed(const flat_section& s) override {
     if (!sink_->wants(s.kind)) {
       if constexpr (requires { sink_->iommu_removed(s); })
@@ -191,6 +233,7 @@ public:
 
   // What the sink holds now.
   [[nodiscard]] const range_map& ranges() const noexcept { return held_; }
+  // The page size the listener aligns sections to.
   [[nodiscard]] const Granularity& granularity() const noexcept { return granularity_; }
 
 private:

@@ -37,21 +37,32 @@ namespace iopt {
 // implementation iopt provides.
 class map_listener : public detail::intrusive_node<map_listener> {
 public:
+  // `priority` orders the listeners of one map: lower hears begin() and
+  // commit_additions() earlier and commit_removals() later.
   explicit map_listener(int priority = 0) noexcept : priority_(priority) {}
   virtual ~map_listener() = default;
 
+  // Step 1: a change starts, in ascending priority.
   virtual void begin() = 0;
+  // Step 2: a section of the old view went (heard before any addition).
   virtual void section_removed(const flat_section&) = 0;
+  // Step 2: a section of the new view came.
   virtual void section_added(const flat_section&) = 0;
   // Step 3, in descending priority, once every listener heard the change.
   virtual void commit_removals() {}
   // Step 4, in ascending priority; by default commit(), for a listener that
   // acts on a change in one step.
   virtual void commit_additions() { commit(); }
+  // The one-step commit that commit_additions() calls by default; does nothing
+  // unless overridden.
   virtual void commit() {}
 
+  // The priority given at construction (lower acts first on additions).
   [[nodiscard]] int priority() const noexcept { return priority_; }
+  // Whether the listener is attached to a map (and so hears its changes).
   [[nodiscard]] bool attached() const noexcept { return linked(); }
+  // Stops hearing changes. What the listener acted on so far stays as it is:
+  // nothing is removed on its behalf.
   void detach() noexcept { unlink(); }
 
 private:
@@ -60,14 +71,16 @@ private:
   std::uint64_t attach_order_ = 0;
 };
 
+// The guest's memory regions, their rendered flat view, and the listeners
+// that hear each change to the view. Not thread-safe: the owner serializes.
 class memory_map {
 public:
   memory_map() = default;
   memory_map(const memory_map&) = delete;
   memory_map& operator=(const memory_map&) = delete;
 
-  // Refuses an id in use (exists), an empty region (invalid_parameter) and
-  // one that would pass 2^64 (wraps).
+  // Adds `region` and publishes the change. Refuses an id in use (exists), an
+  // empty region (invalid_parameter) and one that would pass 2^64 (wraps).
   status add_region(const memory_region& region) {
     if (region.size == 0)
       return status::invalid_parameter;
@@ -79,6 +92,8 @@ public:
     publish();
     return status::ok;
   }
+  // Removes the region named `id` and publishes the change; not_found when no
+  // region has that id.
   status remove_region(std::uint64_t id) {
     const auto it = find(id);
     if (it == regions_.end())
@@ -91,6 +106,8 @@ public:
   // Several changes published as one.
   class batch {
   public:
+    // Holds back publishing on `map` while it lives; batches nest, and the
+    // outermost one publishes every change made meanwhile as one when it goes.
     explicit batch(memory_map& map) noexcept : map_(&map) { ++map_->batch_depth_; }
     batch(const batch&) = delete;
     batch& operator=(const batch&) = delete;
@@ -103,6 +120,9 @@ public:
     memory_map* map_;
   };
 
+  // Attaches `listener` (leaving any list it was in) and tells it the current
+  // view as one change of additions, before this returns. The listener is
+  // kept by reference; either side going away unlinks the other.
   void attach(map_listener& listener) {
     listener.attach_order_ = ++attached_;
     listeners_.push_front(listener);
@@ -113,7 +133,10 @@ public:
     listener.commit_additions();
   }
 
+  // The current flat view (as of the last publish; a batch in progress is not
+  // in it yet).
   [[nodiscard]] const flat_view& view() const noexcept { return view_; }
+  // The regions in the order they were added (a later one wins ties).
   [[nodiscard]] const std::vector<memory_region>& regions() const noexcept { return regions_; }
 
 private:

@@ -31,20 +31,33 @@
 
 namespace iopt {
 
+// One map or unmap event: a coalesced run of a window's pages.
 struct iommu_event {
-  enum class kind : std::uint8_t { map, unmap } type = kind::map;
+  // map: the run's pages now translate to its target; unmap: they translate
+  // to nothing.
+  enum class kind : std::uint8_t { map, unmap }
+  // Whether the run was mapped or unmapped.
+  type = kind::map;
+  // The pages concerned, as one coalesced run.
   mapped_run run{}; // for an unmap, target and permissions are not meaningful
+  // Memberwise, target and permissions included, even for an unmap.
   friend bool operator==(const iommu_event&, const iommu_event&) = default;
 };
 
+// The base of every notifier: derive, implement notify(), and attach it to a
+// notifier_list. It leaves its list when destroyed.
 class iommu_notifier : public detail::intrusive_node<iommu_notifier> {
 public:
   iommu_notifier() noexcept = default;
   virtual ~iommu_notifier() = default;
 
+  // Hears one event. Must not throw, and must not attach, detach or destroy
+  // notifiers of the list that is delivering it (the walk would lose its place).
   virtual void notify(const iommu_event&) noexcept = 0;
 
+  // Whether the notifier is in a list (and so hears events).
   [[nodiscard]] bool attached() const noexcept { return linked(); }
+  // Leaves its list; no-op when not attached.
   void detach() noexcept { unlink(); }
 };
 
@@ -52,8 +65,10 @@ public:
 template <class F>
 class callback_notifier final : public iommu_notifier {
 public:
+  // Keeps its own copy of `f`, which is called as f(const iommu_event&).
   explicit callback_notifier(F f) noexcept(std::is_nothrow_move_constructible_v<F>)
       : f_(std::move(f)) {}
+  // Calls f(e); an exception from f terminates.
   void notify(const iommu_event& e) noexcept override { f_(e); }
 
 private:
@@ -78,6 +93,8 @@ status replay_window(const Container& container, ioba window_start, iommu_notifi
   });
 }
 
+// The notifiers of one window, which an event reaches in turn (the one
+// attached last first). Not copyable: its notifiers point back at it.
 class notifier_list {
 public:
   notifier_list() noexcept = default;
@@ -92,6 +109,7 @@ public:
     notifiers_.push_front(n);
   }
 
+  // Delivers `e` to every attached notifier.
   void notify(const iommu_event& e) const noexcept {
     notifiers_.for_each([&](iommu_notifier& n) { n.notify(e); });
   }
@@ -111,10 +129,12 @@ public:
   [[nodiscard]] dma_change_hook container_hook() noexcept {
     return dma_change_hook::to<&notifier_list::notify_run>(*this);
   }
+  // What container_hook() calls: `run` was mapped (true) or unmapped (false).
   void notify_run(bool mapped, const mapped_run& run) const noexcept {
     notify(iommu_event{mapped ? iommu_event::kind::map : iommu_event::kind::unmap, run});
   }
 
+  // Whether no notifier is attached (then notify_changed returns at once).
   [[nodiscard]] bool empty() const noexcept { return notifiers_.empty(); }
 
 private:
@@ -127,12 +147,18 @@ private:
 template <class Table>
 class guest_window_notifier {
 public:
+  // Forwards changes to the window the guest names `liobn`, which is `window`,
+  // to `notifiers`; both are kept by reference and must outlive this object.
   guest_window_notifier(std::uint64_t liobn, const Table& window,
                         const notifier_list& notifiers) noexcept
       : liobn_(liobn), window_(&window), notifiers_(&notifiers) {}
+  // A hook that calls tces_changed on this object, for
+  // tce_hcalls::set_change_hook; valid while this object lives.
   [[nodiscard]] tce_change_hook hook() noexcept {
     return tce_change_hook::to<&guest_window_notifier::tces_changed>(*this);
   }
+  // What the hook calls: `pages` entries from `first` of window `liobn` were
+  // written; changes to other windows are ignored.
   void tces_changed(std::uint64_t liobn, ioba first, std::uint64_t pages) noexcept {
     if (liobn == liobn_)
       notifiers_->notify_changed(*window_, first, pages);

@@ -56,11 +56,14 @@ inline void uncharge_from(std::atomic<std::uint64_t>& counter, std::uint64_t byt
 // Counts, never refuses.
 class unlimited_accounting {
 public:
+  // Adds `bytes` to the charge: always ok.
   status charge(std::uint64_t bytes) noexcept {
     charged_.fetch_add(bytes, std::memory_order_relaxed);
     return status::ok;
   }
+  // Gives back `bytes` a charge took.
   void uncharge(std::uint64_t bytes) noexcept { detail::uncharge_from(charged_, bytes); }
+  // Bytes charged now.
   std::uint64_t charged() const noexcept { return charged_.load(std::memory_order_relaxed); }
 
 private:
@@ -70,12 +73,18 @@ private:
 // An atomic counter against a fixed limit: the documented example.
 class counted_accounting {
 public:
+  // Nothing charged yet, against a limit of `limit_bytes` bytes.
   explicit counted_accounting(std::uint64_t limit_bytes) noexcept : limit_(limit_bytes) {}
+  // Adds `bytes` unless that passes the limit (no_memory, nothing charged).
+  // Lock-free.
   status charge(std::uint64_t bytes) noexcept {
     return detail::charge_up_to(charged_, bytes, limit_);
   }
+  // Gives back `bytes` a charge took.
   void uncharge(std::uint64_t bytes) noexcept { detail::uncharge_from(charged_, bytes); }
+  // Bytes charged now.
   std::uint64_t charged() const noexcept { return charged_.load(std::memory_order_relaxed); }
+  // The limit in bytes, fixed at construction.
   std::uint64_t limit() const noexcept { return limit_; }
 
 private:
@@ -89,12 +98,18 @@ private:
 // through it, which is what iopt pins. An infinite limit never refuses.
 class process_memlock_accounting {
 public:
+  // Adds `bytes` unless that passes the current limit (no_memory, nothing
+  // charged). Lock-free.
   status charge(std::uint64_t bytes) noexcept {
     return detail::charge_up_to(charged_, bytes, current_limit());
   }
+  // Gives back `bytes` a charge took.
   void uncharge(std::uint64_t bytes) noexcept { detail::uncharge_from(charged_, bytes); }
+  // Bytes charged now.
   std::uint64_t charged() const noexcept { return charged_.load(std::memory_order_relaxed); }
 
+  // The RLIMIT_MEMLOCK soft limit in bytes now; UINT64_MAX when it is
+  // infinite or unreadable.
   static std::uint64_t current_limit() noexcept {
     rlimit limit{};
     if (getrlimit(RLIMIT_MEMLOCK, &limit) != 0 || limit.rlim_cur == RLIM_INFINITY)

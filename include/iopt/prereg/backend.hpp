@@ -51,9 +51,13 @@ namespace iopt {
 // Bytes [first, first + bytes) of user memory lie at [target, target + bytes)
 // of host physical memory.
 struct frame_run {
+  // The run's first user address.
   ua first{};
+  // The host physical address of `first`.
   hpa target{};
+  // The run's length in bytes.
   std::uint64_t bytes = 0;
+  // Equal when all three fields are.
   friend bool operator==(const frame_run&, const frame_run&) = default;
 };
 
@@ -123,12 +127,18 @@ enum class frame_layout : std::uint8_t {
 // fail the n-th pin.
 class simulated_backend {
 public:
+  // Host pages of 2^host_page_shift bytes (16: 64 KiB, the usual page size of
+  // Linux on POWER), frames laid out as `layout` says.
   explicit simulated_backend(unsigned host_page_shift = 16,
                              frame_layout layout = frame_layout::contiguous) noexcept
       : page_shift_(host_page_shift), layout_(layout) {}
 
+  // log2 of the simulated host page size.
   unsigned host_page_shift() const noexcept { return page_shift_; }
 
+  // Pins the host pages of the host-page-aligned range `times` times more.
+  // no_memory, with nothing changed, for an injected failure (fail_nth_pin,
+  // count_pins_in) or when the counts cannot grow.
   status pin(ua first, std::uint64_t bytes, std::uint64_t times = 1) noexcept {
     ++pin_calls_;
     if (fail_pin_at_ != 0 && pin_calls_ == fail_pin_at_)
@@ -140,14 +150,20 @@ public:
     pins_.raise(first.value() >> page_shift_, bytes >> page_shift_, times);
     return status::ok;
   }
+  // Undoes `times` pins of each host page of the range; each must hold that
+  // many.
   void unpin(ua first, std::uint64_t bytes, std::uint64_t times = 1) noexcept {
     pins_.lower(first.value() >> page_shift_, bytes >> page_shift_, times);
   }
+  // The simulated physical address of the byte at `at`. Never fails, and does
+  // not check that the page is pinned.
   result<hpa> translate(ua at) noexcept {
     if (layout_ == frame_layout::contiguous)
       return hpa{(at.value() ^ scramble) & address_mask};
     return frame_of(at.value(), backing_at(at.value()).shift);
   }
+  // The same for a range, as maximal runs of contiguous frames in order (see
+  // the file comment); always ok.
   template <class OnRun>
   status translate_runs(ua first, std::uint64_t bytes, OnRun&& on_run) noexcept {
     detail::frame_run_joiner<std::remove_reference_t<OnRun>> join(on_run);
@@ -187,6 +203,8 @@ public:
     join.finish();
     return status::ok;
   }
+  // The smallest page backing all of the range: the smallest huge page when
+  // huge page ranges cover it all without a gap, else the host page.
   unsigned backing_page_shift(ua first, std::uint64_t bytes) noexcept {
     const std::uint64_t last = first.value() + (bytes == 0 ? 0 : bytes - 1);
     unsigned smallest = 63;
@@ -220,6 +238,8 @@ public:
                : std::next(it);
     huge_[first.value()] = huge_range{bytes, shift};
   }
+  // Makes the n-th pin from now fail with no_memory (1: the next one), once;
+  // 0 turns it off.
   void fail_nth_pin(std::uint64_t n) noexcept {
     pin_calls_ = 0;
     fail_pin_at_ = n;
@@ -235,6 +255,7 @@ public:
   std::uint64_t pinned_pages() const noexcept { return pins_.size(); }
   // How many pins hold the host page that contains `at`.
   std::uint64_t pin_count(ua at) const noexcept { return pins_.count(at.value() >> page_shift_); }
+  // How frames are laid out.
   frame_layout layout() const noexcept { return layout_; }
 
 private:

@@ -39,9 +39,12 @@
 
 namespace iopt {
 
+// A count per host page number, for pins that nest; raising and lowering
+// reserved pages never allocates. Takes no lock: its owner serializes calls.
 template <block_allocator Allocator = heap_allocator>
 class page_counts {
 public:
+  // Counts nothing yet; chunks and their directory come from `alloc`.
   explicit page_counts(Allocator alloc = {}) noexcept : alloc_(std::move(alloc)) {}
   page_counts(const page_counts&) = delete;
   page_counts& operator=(const page_counts&) = delete;
@@ -161,11 +164,13 @@ public:
     raise(page, 1, 1);
     return count(page);
   }
+  // The same for lowering one page once; its new count.
   std::uint64_t lower(std::uint64_t page) noexcept {
     lower(page, 1, 1);
     return count(page);
   }
 
+  // How many times `page` is counted now (0 for a page never counted).
   [[nodiscard]] std::uint64_t count(std::uint64_t page) const noexcept {
     const chunk* k = find(page >> chunk_shift);
     return k == nullptr ? 0 : k->uniform ? k->value : k->counts[page & chunk_mask];

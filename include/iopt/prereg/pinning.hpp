@@ -66,9 +66,12 @@ namespace iopt {
 
 // The sPAPR VFIO memory models a strategy implements.
 enum class memory_model : std::uint8_t {
-  v1_pin_on_map,    // VFIO_SPAPR_TCE_IOMMU: enable first; maps pin
-  v2_preregistered, // VFIO_SPAPR_TCE_v2_IOMMU: register memory first; maps look it up
-  unpinned,         // nothing to enable or register
+  // VFIO_SPAPR_TCE_IOMMU: enable first; maps pin.
+  v1_pin_on_map,
+  // VFIO_SPAPR_TCE_v2_IOMMU: register memory first; maps look it up.
+  v2_preregistered,
+  // Nothing to enable or register.
+  unpinned,
 };
 
 namespace detail {
@@ -104,12 +107,18 @@ inline void report_dirty(const dirty_hook& dirty, ua first, std::uint64_t bytes,
 }
 } // namespace detail
 
+// Nothing pinned or counted: a page's target is its own user address, and an
+// unmap only reports writable pages dirty.
 class no_pinning {
 public:
+  // The table's targets are the user addresses already: no shadow.
   static constexpr bool needs_shadow = false;
+  // Neither enable nor register_memory applies.
   static constexpr memory_model model = memory_model::unpinned;
+  // `dirty` hears of writable pages as they are unmapped.
   explicit no_pinning(dirty_hook dirty = {}) noexcept : dirty_(dirty) {}
 
+  // Records the range as one run at its own user address; always ok.
   status map_pages(ua first, std::uint64_t pages, unsigned page_shift, permission,
                    target_log& log) noexcept {
     log.restart(page_shift);
@@ -117,10 +126,12 @@ public:
     log.record(hpa{first.value()}, pages);
     return status::ok;
   }
+  // The range as one run from its user address.
   template <class OnRun>
   void for_each_target(ua first, std::uint64_t pages, unsigned, OnRun&& on_run) noexcept {
     on_run(std::uint64_t{0}, hpa{first.value()}, pages);
   }
+  // Reports writable pages dirty; there is nothing else to undo.
   void unmap_pages(ua first, std::uint64_t pages, unsigned page_shift, permission perm) noexcept {
     detail::report_dirty(dirty_, first, pages << page_shift, perm);
   }
@@ -135,8 +146,13 @@ private:
 template <class Registry>
 class preregistered {
 public:
+  // An unmap must know the user address each entry mapped: it finds the
+  // page's region by it.
   static constexpr bool needs_shadow = true;
+  // Memory is registered before it is mapped; enable does not apply.
   static constexpr memory_model model = memory_model::v2_preregistered;
+  // Maps from the regions of `registry`, which must outlive the strategy;
+  // `dirty` hears of writable pages as they are unmapped.
   explicit preregistered(Registry& registry, dirty_hook dirty = {}) noexcept
       : registry_(&registry), dirty_(dirty) {}
 
@@ -165,6 +181,8 @@ public:
     log.set_highest(hpa{top});
     return status::ok;
   }
+  // The targets of mapped pages, from the translation their regions took at
+  // registration.
   template <class OnRun>
   void for_each_target(ua first, std::uint64_t pages, unsigned page_shift,
                        OnRun&& on_run) noexcept {
@@ -174,11 +192,14 @@ public:
                                            run.target, run.bytes >> page_shift);
                                   });
   }
+  // Reports writable pages dirty and gives back the pages' uses of their
+  // regions.
   void unmap_pages(ua first, std::uint64_t pages, unsigned page_shift, permission perm) noexcept {
     detail::report_dirty(dirty_, first, pages << page_shift, perm);
     registry_->release_pages(first, pages << page_shift, page_shift);
   }
 
+  // The registry the maps use: where register_memory registers.
   [[nodiscard]] Registry& registry() noexcept { return *registry_; }
 
 private:
@@ -206,8 +227,14 @@ template <pinning_backend Backend, accounting_policy Accounting,
           block_allocator Allocator = heap_allocator>
 class pin_on_map {
 public:
+  // An unmap must know the user address each entry mapped, to unpin its host
+  // pages.
   static constexpr bool needs_shadow = true;
+  // Maps pin, once the container is enabled; register_memory does not apply.
   static constexpr memory_model model = memory_model::v1_pin_on_map;
+  // Pins through `backend` and charges host pages to `accounting`, both of
+  // which must outlive the strategy; `dirty` hears of writable pages as they
+  // are unmapped; the pin counts allocate through `alloc`.
   pin_on_map(Backend& backend, Accounting& accounting, dirty_hook dirty = {},
              Allocator alloc = {}) noexcept
       : backend_(&backend), accounting_(&accounting), dirty_(dirty), pins_(std::move(alloc)) {}
@@ -273,6 +300,7 @@ public:
     return status::ok;
   }
 
+  // The targets of mapped pages, translated again through the backend.
   template <class OnRun>
   void for_each_target(ua first, std::uint64_t pages, unsigned page_shift,
                        OnRun&& on_run) noexcept {
@@ -284,6 +312,8 @@ public:
     IOPT_ASSERT(s == status::ok); // map_pages translated the same pinned pages
   }
 
+  // Reports writable pages dirty, unpins the host pages under the range and
+  // uncharges those whose last mapping this was.
   void unmap_pages(ua first, std::uint64_t pages, unsigned page_shift, permission perm) noexcept {
     const std::uint64_t bytes = pages << page_shift;
     detail::report_dirty(dirty_, first, bytes, perm);

@@ -39,6 +39,9 @@
 
 namespace iopt {
 
+// The Linux pinning backend: mlock with pins counted per host page, pagemap
+// for frames, smaps for huge pages. Its members may be called from several
+// threads.
 class posix_backend {
 public:
   posix_backend() noexcept
@@ -52,8 +55,14 @@ public:
   posix_backend(const posix_backend&) = delete;
   posix_backend& operator=(const posix_backend&) = delete;
 
+  // log2 of the system page size.
   unsigned host_page_shift() const noexcept { return page_shift_; }
 
+  // Pins the host pages of the host-page-aligned range `times` times more,
+  // mlocking the ones nobody pinned yet. With nothing changed: not_permitted
+  // when mlock needs a privilege the process lacks, fault when part of the
+  // range is not mapped, no_memory otherwise (RLIMIT_MEMLOCK reached, or no
+  // room for the counts).
   status pin(ua first, std::uint64_t bytes, std::uint64_t times = 1) noexcept {
     const std::lock_guard<std::mutex> lock(lock_);
     const std::uint64_t base = first.value() >> page_shift_;
@@ -87,6 +96,8 @@ public:
     pins_.raise(base, pages, times);
     return status::ok;
   }
+  // Undoes `times` pins of each host page of the range (each must hold that
+  // many), munlocking the pages whose last pin this was.
   void unpin(ua first, std::uint64_t bytes, std::uint64_t times = 1) noexcept {
     const std::lock_guard<std::mutex> lock(lock_);
     const std::uint64_t base = first.value() >> page_shift_;
@@ -108,6 +119,9 @@ public:
     return pins_.size();
   }
 
+  // The host physical address of the byte at `at`: fault when its page is not
+  // present, not_permitted when pagemap is closed to the process or hides
+  // frames.
   result<hpa> translate(ua at) noexcept {
     result<hpa> found = status::fault;
     const status s = translate_runs(at, 1, [&](const frame_run& r) { found = r.target; });

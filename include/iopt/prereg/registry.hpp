@@ -53,9 +53,11 @@ namespace iopt {
 // look at a record while a writer reuses it; they validate what they read.
 class prereg_region {
 public:
-  // Loads are acquire (plain loads on x86) so that a lock-free reader's
-  // closing check of the sequence counter cannot move above them.
+  // The region's first user address. Loads are acquire (plain loads on
+  // x86) so that a lock-free reader's closing check of the sequence counter
+  // cannot move above them.
   [[nodiscard]] ua first() const noexcept { return ua{first_.load(std::memory_order_acquire)}; }
+  // The region's length in bytes.
   [[nodiscard]] std::uint64_t size() const noexcept {
     return size_.load(std::memory_order_acquire);
   }
@@ -68,6 +70,7 @@ public:
     const std::uint64_t u = users_.load(std::memory_order_relaxed);
     return u == 0 ? 0 : u - 1;
   }
+  // Whether [first, first + size) lies wholly in the region.
   [[nodiscard]] bool contains(ua first, std::uint64_t size) const noexcept {
     const std::uint64_t base = first_.load(std::memory_order_acquire);
     const std::uint64_t bytes = size_.load(std::memory_order_acquire);
@@ -153,16 +156,25 @@ private:
 
 // What lookup reports: a consistent copy of a region's description.
 struct region_info {
+  // The region's first user address.
   ua first{};
+  // The region's length in bytes.
   std::uint64_t size = 0;
+  // log2 of the largest IOMMU page the region can back.
   unsigned max_page_shift = 0;
+  // Equal when every field is.
   friend bool operator==(const region_info&, const region_info&) = default;
 };
 
+// The preregistered regions of one memory user: pinned through Backend and
+// charged to Accounting once, at registration. Writers take a mutex; readers
+// take no lock.
 template <pinning_backend Backend, accounting_policy Accounting,
           block_allocator Allocator = heap_allocator>
 class prereg_registry {
 public:
+  // Pins through `backend` and charges to `accounting`, both of which must
+  // outlive the registry; records, runs and the index come from `alloc`.
   prereg_registry(Backend& backend, Accounting& accounting, Allocator alloc = {}) noexcept
       : backend_(&backend), accounting_(&accounting), index_(std::move(alloc)) {}
   prereg_registry(const prereg_registry&) = delete;
@@ -183,6 +195,10 @@ public:
 
   // ---- writers ---------------------------------------------------------------
 
+  // Registers [first, first + size), host-page aligned: invalid_parameter
+  // (size 0), not_aligned, wraps, exists, overlaps, no_memory, or the status
+  // of the charge, pin or translation that failed, with nothing done. A
+  // backend that hides frames leaves the region registered but unmappable.
   status register_region(ua first, std::uint64_t size) noexcept {
     const unsigned page_shift = backend_->host_page_shift();
     if (size == 0)
@@ -238,6 +254,9 @@ public:
     return status::ok;
   }
 
+  // Unregisters exactly [first, first + size), unpinning and uncharging it:
+  // not_aligned, not_found when no registration is that range, busy while
+  // mappings use it.
   status unregister_region(ua first, std::uint64_t size) noexcept {
     const unsigned page_shift = backend_->host_page_shift();
     if (!is_aligned(first, page_shift) || !is_aligned(size, page_shift))
@@ -307,6 +326,7 @@ public:
       r->lower();
     }
   }
+  // Gives back the use an acquire() took.
   void release(prereg_region* region) noexcept { region->lower(); }
   // The same for a mapping that remembers only its user address: the region
   // that holds [first, first + size) cannot go away while the caller holds a
@@ -399,8 +419,11 @@ public:
     });
   }
 
+  // How many regions are registered.
   [[nodiscard]] std::size_t region_count() const noexcept { return index_.size(); }
+  // The backend that pins the regions.
   [[nodiscard]] Backend& backend() noexcept { return *backend_; }
+  // The policy registrations are charged to.
   [[nodiscard]] Accounting& accounting() noexcept { return *accounting_; }
 
 private:

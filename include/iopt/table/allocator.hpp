@@ -19,6 +19,9 @@
 
 namespace iopt {
 
+// Whether A is a block allocator: allocate(bytes, alignment) returns a block
+// or nullptr, deallocate(block, bytes, alignment) takes one back; both
+// noexcept, and A is nothrow movable (tables move with their allocator).
 template <class A>
 concept block_allocator = std::is_nothrow_move_constructible_v<A> &&
     requires(A& a, void* p, std::size_t bytes, std::size_t alignment) {
@@ -31,9 +34,11 @@ concept block_allocator = std::is_nothrow_move_constructible_v<A> &&
 // The documented example, and the default: the C++ heap with the requested
 // alignment. allocate returns nullptr on failure, never throws.
 struct heap_allocator {
+  // A block of `bytes` aligned to `alignment` (a power of two), or nullptr.
   [[nodiscard]] void* allocate(std::size_t bytes, std::size_t alignment) noexcept {
     return ::operator new (bytes, std::align_val_t{alignment}, std::nothrow);
   }
+  // Gives back a block from allocate, with the alignment it was asked with.
   void deallocate(void* block, std::size_t /*bytes*/, std::size_t alignment) noexcept {
     ::operator delete (block, std::align_val_t{alignment});
   }

@@ -40,6 +40,9 @@
 
 #include <iopt/settings.hpp>
 
+// 1 when the vector paths are built (x86-64 with GCC or Clang, no
+// ThreadSanitizer, IOPT_SCALAR_ENTRIES not defined) and taken where the
+// processor has AVX2 or AVX-512; 0 for scalar atomics only.
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__)) &&                            \
     !defined(IOPT_SCALAR_ENTRIES)
 #if defined(__SANITIZE_THREAD__)

@@ -20,6 +20,8 @@
 
 namespace iopt {
 
+// A guest-format window of 64 KiB pages in three levels allocated on demand,
+// emptied levels given back; each member says what it sets.
 struct example_config {
   // Required. How an entry encodes a target and its permissions and how it
   // lies in memory: hardware_tce (big-endian, write implies read) for a

@@ -18,12 +18,18 @@
 
 namespace iopt {
 
+// The shape of the tables of configuration C, derived at compile time:
+// levels, index bits, masks, block sizes; the top level is sized per window.
 template <class C>
 struct table_geometry {
+  // C's members with the optional ones defaulted.
   using traits = table_traits<C>;
 
+  // log2 of the IOMMU page size in bytes.
   static constexpr unsigned page_shift = traits::page_size::page_shift;
+  // How many levels a table has (1 to max_table_levels).
   static constexpr unsigned levels = static_cast<unsigned>(C::level_bits.size());
+  // The number of the top level; the leaves are level 0.
   static constexpr unsigned top = levels - 1;
 
   static_assert(levels >= 1 && levels <= max_table_levels,
@@ -48,6 +54,8 @@ struct table_geometry {
       s += bits(l);
     return s;
   }
+  // Mask of the page-index bits that pick a slot of `level`, once shifted
+  // down by index_shift(level).
   static constexpr std::uint64_t slot_mask(unsigned level) noexcept {
     return (std::uint64_t{1} << bits(level)) - 1;
   }
@@ -55,15 +63,18 @@ struct table_geometry {
   static constexpr std::uint64_t slot_span_mask(unsigned level) noexcept {
     return (std::uint64_t{1} << index_shift(level)) - 1;
   }
+  // Entries in one block of `level` (for the top level, the most it can have).
   static constexpr std::size_t block_entries(unsigned level) noexcept {
     return std::size_t{1} << bits(level);
   }
+  // Bytes of one block of `level`: 8 per entry.
   static constexpr std::size_t block_bytes(unsigned level) noexcept {
     return block_entries(level) * sizeof(std::uint64_t);
   }
 
-  // The largest window, as log2 of pages and of bytes.
+  // The largest window, as log2 of its pages.
   static constexpr unsigned max_entries_bits = index_shift(levels);
+  // The same, as log2 of its bytes.
   static constexpr unsigned max_window_shift = max_entries_bits + page_shift;
   static_assert(max_window_shift <= 63,
                 "table config: levels and page size together index more than 2^63 bytes");
@@ -76,7 +87,8 @@ struct table_geometry {
   static constexpr unsigned hardware_index_bits(unsigned entries_bits) noexcept {
     return entries_bits > lower_bits ? entries_bits : lower_bits;
   }
-  // Entries of the top level for a window of 2^entries_bits pages.
+  // log2 of the top level's entries for a window of 2^entries_bits pages
+  // (0, a single entry, when the levels below cover the window).
   static constexpr unsigned top_bits(unsigned entries_bits) noexcept {
     return entries_bits > lower_bits ? entries_bits - lower_bits : 0;
   }

@@ -39,6 +39,9 @@ namespace iopt {
 // status::too_hard, with nothing changed, and retries on the slow path.
 enum class allocation : std::uint8_t { allowed, forbidden };
 
+// The level blocks of one TCE table: owns the top block and every lower block
+// below it, counts their bytes, and is the only place lower blocks are
+// allocated (all or nothing) and given back. tce_table holds one.
 template <class Config>
 class level_tree {
   using geometry = table_geometry<Config>;
@@ -46,8 +49,11 @@ class level_tree {
   using walker = detail::walker<Config>;
 
 public:
+  // The configuration's block allocator.
   using allocator_type = typename traits::allocator;
+  // Levels of the tree, the leaves (level 0) included.
   static constexpr unsigned levels = geometry::levels;
+  // The number of the top level.
   static constexpr unsigned top = geometry::top;
 
 private:
@@ -75,6 +81,7 @@ public:
   // not yet visible.
   class level_reservation {
   public:
+    // Takes over other's blocks; other is left holding none.
     level_reservation(level_reservation&& other) noexcept
         : tree_(std::exchange(other.tree_, nullptr)), first_(other.first_), last_(other.last_),
           spares_(std::exchange(other.spares_, spare_blocks{})), status_(other.status_) {}
@@ -85,7 +92,9 @@ public:
         tree_->reservations_.fetch_sub(1, std::memory_order_acq_rel);
       }
     }
+    // True when every missing block was allocated, ready for install().
     [[nodiscard]] explicit operator bool() const noexcept { return status_ == status::ok; }
+    // Why the reservation failed (no_memory, or the range's status), or ok.
     [[nodiscard]] status error() const noexcept { return status_; }
 
   private:
@@ -102,12 +111,18 @@ public:
     status status_;
   };
 
+  // No blocks yet, with a default-made allocator.
   level_tree() noexcept = default;
+  // No blocks yet; blocks will come from `alloc`.
   explicit level_tree(allocator_type alloc) noexcept : alloc_(std::move(alloc)) {}
+  // Takes over other's blocks and allocator; other is left with none. No
+  // reservation may be outstanding on other.
   level_tree(level_tree&& other) noexcept
       : alloc_(std::move(other.alloc_)), top_(std::exchange(other.top_, nullptr)),
         entries_bits_(other.entries_bits_),
         bytes_(other.bytes_.exchange(0, std::memory_order_relaxed)) {}
+  // Gives back this tree's blocks, then takes over other's as the move
+  // constructor does.
   level_tree& operator=(level_tree&& other) noexcept {
     if (this != &other) {
       release();
@@ -133,11 +148,14 @@ public:
     return true;
   }
 
+  // The top block, entries in the format's memory byte order (what the
+  // hardware is pointed at); nullptr while the tree has none.
   [[nodiscard]] std::uint64_t* top_block() const noexcept { return top_; }
   // Bytes held by the levels right now.
   [[nodiscard]] std::size_t bytes() const noexcept {
     return bytes_.load(std::memory_order_relaxed);
   }
+  // The allocator blocks come from and go back to.
   [[nodiscard]] allocator_type& allocator() noexcept { return alloc_; }
 
   // Makes every level below page indices [first, last] exist. The common

@@ -24,12 +24,20 @@
 
 namespace iopt {
 
+// One run of mapped pages: consecutive IOMMU pages whose targets follow one
+// another page by page, all with the same permission.
 struct mapped_run {
-  ioba first{};             // bus address of the first page
-  std::uint64_t target = 0; // address the first page translates to
-  std::uint64_t pages = 0;  // number of IOMMU pages in the run
+  // Bus address of the first page.
+  ioba first{};
+  // Address the first page translates to; page k of the run goes to
+  // target + k pages.
+  std::uint64_t target = 0;
+  // Number of IOMMU pages in the run (at least 1).
+  std::uint64_t pages = 0;
+  // The access every page of the run grants.
   permission perm = permission::none;
 
+  // Runs are equal when every field is.
   friend constexpr bool operator==(const mapped_run&, const mapped_run&) noexcept = default;
 };
 
@@ -38,38 +46,54 @@ struct mapped_run {
 // into notifier events.
 using dma_change_hook = hook<bool, const mapped_run&>;
 
-// Table must provide
+// The mapped runs of a table, in IOBA order, as a forward range that borrows
+// the table (it must outlive the view). Table must provide
 //   std::optional<mapped_run> next_run(std::uint64_t from_page) const noexcept
 //   std::uint64_t page_index(ioba) const noexcept
 //   std::uint64_t pages() const noexcept
 template <class Table>
 class mapping_view : public std::ranges::view_base {
 public:
+  // Stands on one run; it holds a copy of the run, so a change to the table
+  // shows only when the iterator steps.
   class iterator {
   public:
+    // Iterators yield runs.
     using value_type = mapped_run;
+    // The standard iterator difference type.
     using difference_type = std::ptrdiff_t;
+    // A reference to the run held by the iterator.
     using reference = const mapped_run&;
+    // A pointer to the run held by the iterator.
     using pointer = const mapped_run*;
+    // A forward iterator: it can be copied and stepped again.
     using iterator_category = std::forward_iterator_tag;
+    // The same for C++20 ranges.
     using iterator_concept = std::forward_iterator_tag;
 
+    // An end iterator of no table.
     iterator() noexcept = default;
 
+    // The current run.
     reference operator*() const noexcept { return run_; }
+    // The current run, for member access.
     pointer operator->() const noexcept { return &run_; }
 
+    // Steps to the first run after the current one's last page.
     iterator& operator++() noexcept {
       const std::uint64_t next = table_->page_index(run_.first) + run_.pages;
       find(next);
       return *this;
     }
+    // Steps on and returns the iterator as it was.
     iterator operator++(int) noexcept {
       iterator before = *this;
       ++*this;
       return before;
     }
 
+    // Equal when both are at the end, or on runs that start at the same IOBA
+    // of the same table.
     friend bool operator==(const iterator& a, const iterator& b) noexcept {
       if (a.at_end_ || b.at_end_)
         return a.at_end_ == b.at_end_;
@@ -95,11 +119,16 @@ public:
     bool at_end_ = true;
   };
 
+  // A view of no table: empty.
   mapping_view() noexcept = default;
+  // A view of the runs of `table`, which it refers to, not copies.
   explicit mapping_view(const Table& table) noexcept : table_(&table) {}
 
+  // The first run of the window; each call walks the table to find it.
   [[nodiscard]] iterator begin() const noexcept { return iterator(table_, 0); }
+  // Past the last run.
   [[nodiscard]] iterator end() const noexcept { return iterator(table_); }
+  // True when the window maps nothing (it walks to the first run).
   [[nodiscard]] bool empty() const noexcept { return begin() == end(); }
 
 private:

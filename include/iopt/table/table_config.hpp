@@ -50,6 +50,7 @@ namespace iopt {
 // The hardware rule of IODA2 PHBs: index bits of all levels plus the page
 // shift must stay below this.
 inline constexpr unsigned hardware_index_limit_bits = 55;
+// The most levels a table may have (level_bits holds 1 to this many).
 inline constexpr std::size_t max_table_levels = 5;
 
 namespace detail {
@@ -79,6 +80,8 @@ constexpr bool levels_are_valid() noexcept {
 }
 } // namespace detail
 
+// Whether C is a table configuration: every required member present and
+// valid, and its allocator, if it names one, a block_allocator.
 template <class C>
 concept table_config = requires {
   typename C::format;
@@ -90,6 +93,9 @@ concept table_config = requires {
 &&tce_format<typename C::format>&& block_allocator<typename detail::allocator_of<C>::type>&&
 detail::levels_are_valid<C>();
 
+// What a table reads from configuration C: its required members, and the
+// optional ones with their defaults filled in. Instantiating it with a broken
+// configuration names each broken requirement in a static_assert.
 template <class C>
 struct table_traits {
   static_assert(
@@ -113,25 +119,34 @@ struct table_traits {
       },
       "table config: 'static constexpr std::array<unsigned, N> level_bits' is missing");
 
+  // The configuration's TCE format.
   using format = typename C::format;
+  // The configuration's page size, a page_size<Shift>.
   using page_size = typename C::page_size;
 
+  // Where level blocks come from: C::allocator, else heap_allocator.
   using allocator = typename detail::allocator_of<C>::type;
   static_assert(block_allocator<allocator>,
                 "table config: 'allocator' is not a block_allocator (see table/allocator.hpp)");
 
+  // True (the default) when lower levels are allocated as entries below them
+  // are first set; false when all are allocated with the table.
   static constexpr bool levels_on_demand = [] {
     if constexpr (requires { C::levels_on_demand; })
       return static_cast<bool>(C::levels_on_demand);
     else
       return true;
   }();
+  // Whether windows must keep index bits plus page shift below
+  // hardware_index_limit_bits; default false.
   static constexpr bool hardware_index_limit = [] {
     if constexpr (requires { C::hardware_index_limit; })
       return static_cast<bool>(C::hardware_index_limit);
     else
       return false;
   }();
+  // Whether a clear gives back the lower blocks it empties; default false.
+  // When true, clears must not run concurrently with other operations.
   static constexpr bool free_empty_levels = [] {
     if constexpr (requires { C::free_empty_levels; })
       return static_cast<bool>(C::free_empty_levels);
@@ -147,7 +162,9 @@ struct table_traits {
 // limit does not apply.
 template <class Config>
 struct in_guest_format : Config {
+  // Native byte order, the guest's TCE values kept verbatim.
   using format = guest_tce;
+  // Off: no hardware walks this table.
   static constexpr bool hardware_index_limit = false;
 };
 

@@ -56,9 +56,12 @@ namespace iopt {
 
 // Where one IOBA leads.
 struct translation {
-  std::uint64_t target = 0; // the byte address, page offset included
+  // The byte address the IOBA translates to, page offset included.
+  std::uint64_t target = 0;
+  // The access its page grants.
   permission perm = permission::none;
 
+  // Translations are equal when target and permission are.
   friend constexpr bool operator==(const translation&, const translation&) noexcept = default;
 };
 
@@ -67,9 +70,14 @@ struct translation {
 // table that made it and for any table of the same window (a shadow).
 class page_span {
 public:
+  // No pages: a placeholder to assign a located span to. Only spans that
+  // locate() made may be given to a table.
   page_span() noexcept = default;
+  // Page index of the first page, from the window's start.
   [[nodiscard]] std::uint64_t first() const noexcept { return first_; }
+  // How many pages (at least 1 in a span locate() made).
   [[nodiscard]] std::uint64_t count() const noexcept { return count_; }
+  // Page index of the last page, inclusive.
   [[nodiscard]] std::uint64_t last() const noexcept { return first_ + (count_ - 1); }
 
 private:
@@ -80,6 +88,11 @@ private:
   std::uint64_t count_ = 0;
 };
 
+// The TCE table of one DMA window, shaped by Config (a table_config): entry i
+// translates IOMMU page i of the window. Owns its levels; movable, not
+// copyable. Entries are read and written atomically, so operations may run
+// on several threads at once, except that with free_empty_levels clears must
+// run alone; moving or destroying a table must not overlap any use of it.
 template <class Config>
 class tce_table {
   using geometry = table_geometry<Config>;
@@ -89,14 +102,24 @@ class tce_table {
   static constexpr unsigned top = geometry::top;
 
 public:
+  // The configuration the table was made with.
   using config_type = Config;
+  // The entry format, through format_traits: how a TCE value is made, checked
+  // and stored.
   using format = format_traits<typename traits::format>;
+  // Where the table's level blocks come from (the configuration's allocator).
   using allocator_type = typename traits::allocator;
+  // Blocks allocated by reserve() and not yet installed (table/level_tree.hpp).
   using level_reservation = typename tree_type::level_reservation;
 
+  // log2 of the IOMMU page size.
   static constexpr unsigned page_shift = geometry::page_shift;
+  // The IOMMU page size in bytes.
   static constexpr std::uint64_t page_bytes = std::uint64_t{1} << page_shift;
+  // Levels of the tree, the leaves included.
   static constexpr unsigned levels = geometry::levels;
+  // The largest window the levels can index, in bytes; with the hardware
+  // index limit, create() may allow less.
   static constexpr std::uint64_t max_window_bytes = std::uint64_t{1} << geometry::max_window_shift;
 
   // A table with no window: every IOBA is outside it.
@@ -135,9 +158,12 @@ public:
     return table;
   }
 
+  // Takes over other's window and levels; other is left with no window.
   tce_table(tce_table&& other) noexcept
       : tree_(std::move(other.tree_)), offset_(other.offset_),
         pages_(std::exchange(other.pages_, 0)) {}
+  // Gives back this table's levels, then takes over other's window and
+  // levels; other is left with no window.
   tce_table& operator=(tce_table&& other) noexcept {
     if (this != &other) {
       tree_ = std::move(other.tree_);
@@ -152,12 +178,16 @@ public:
 
   // ---- observers -----------------------------------------------------------
 
+  // The bus addresses the table translates: [bus offset, bus offset + size);
+  // empty for a table with no window.
   [[nodiscard]] ioba_range window() const noexcept {
     return ioba_range::make(ioba{offset_}, pages_ << page_shift).value_or(ioba_range{});
   }
+  // IOMMU pages in the window (a power of two, 0 with no window).
   [[nodiscard]] std::uint64_t pages() const noexcept { return pages_; }
   // Bytes held by the table's levels right now.
   [[nodiscard]] std::size_t memory_bytes() const noexcept { return tree_.bytes(); }
+  // The allocator the levels come from and go back to.
   [[nodiscard]] allocator_type& allocator() noexcept { return tree_.allocator(); }
   // Page index of an IOBA inside the window (no checks).
   [[nodiscard]] std::uint64_t page_index(ioba a) const noexcept {
@@ -282,6 +312,7 @@ public:
       return s;
     return write_sequence(span, value, page_bytes, may);
   }
+  // The same for `pages` pages from IOBA `first`, located first.
   status map_range(ioba first, std::uint64_t target, std::uint64_t pages, permission perm,
                    allocation may = allocation::allowed) noexcept {
     const auto span = locate(first, pages);
@@ -322,6 +353,8 @@ public:
     walker::template walk<top>(tree_.top_block(), span.first(), span.last(), writer);
     return status::ok;
   }
+  // The same for as many pages from IOBA `first` as there are values,
+  // located first.
   template <std::endian Order, class Check>
   status put_list(ioba first, ordered_values<Order> tces, allocation may, Check&& check) noexcept {
     const auto span = locate(first, tces.size());
@@ -367,6 +400,7 @@ public:
     }
     return write_sequence(span, value, 0, may);
   }
+  // The same for `pages` pages from IOBA `first`, located first.
   status fill(ioba first, std::uint64_t pages, std::uint64_t tce,
               allocation may = allocation::allowed) noexcept {
     const auto span = locate(first, pages);
@@ -392,10 +426,15 @@ public:
   [[nodiscard]] level_reservation reserve(page_span span) noexcept {
     return tree_.reserve(span.first(), span.last());
   }
+  // The same for `pages` pages from IOBA `first`; a range locate() refuses
+  // gives a failed reservation whose error() says why.
   [[nodiscard]] level_reservation reserve(ioba first, std::uint64_t pages) noexcept {
     const auto span = locate(first, pages);
     return span ? reserve(*span) : tree_type::refused(span.error());
   }
+  // Publishes the blocks of a successful reservation made by this table
+  // where entries are still missing; a failed one, or another table's, is
+  // ignored. What stays unused goes back when the reservation is destroyed.
   void install(level_reservation& r) noexcept { tree_.install(r); }
 
   // Empties the pages of `span`. Never allocates; with the configuration's
@@ -404,6 +443,8 @@ public:
     clearer c{&tree_};
     walker::template walk<top>(tree_.top_block(), span.first(), span.last(), c);
   }
+  // The same for `pages` pages from IOBA `first`, located first: a bad range
+  // gets locate()'s status and clears nothing.
   status clear(ioba first, std::uint64_t pages) noexcept {
     const auto span = locate(first, pages);
     if (IOPT_UNLIKELY(!span))
@@ -425,6 +466,7 @@ public:
   void for_each_run(page_span span, OnRun&& on_run) const {
     visit_runs(span.first(), span.last(), on_run);
   }
+  // The same for `pages` pages from IOBA `first`, located first.
   template <class OnRun>
   status for_each_run(ioba first, std::uint64_t pages, OnRun&& on_run) const {
     const auto span = locate(first, pages);

@@ -9,23 +9,23 @@
 // present mark, stored in the format's memory byte order, exactly like a leaf
 // TCE. A zero indirect entry means the level below does not exist yet.
 //
-// walk<Level>(block, first, last, visitor) visits the page indices [first,
+// `walk<Level>(block, first, last, visitor)` visits the page indices [first,
 // last] (inclusive, relative to the window start, so nothing ever wraps) below
 // `block`. The level is a template parameter, so every shift and mask is a
 // constant and the recursion unrolls. It keeps its position: it goes down once
 // per leaf block and hands the visitor a whole run of leaf entries at a time.
 //
 // A visitor supplies:
-//   bool leaf(std::uint64_t* block, std::size_t lo, std::size_t hi, std::uint64_t first)
+//   `bool leaf(std::uint64_t* block, std::size_t lo, std::size_t hi, std::uint64_t first)`
 //        entries lo..hi (inclusive) of a leaf block; `first` is the page index
 //        of entry lo. Return false to stop the walk.
-//   template <unsigned Level> on_missing missing(std::uint64_t& entry,
-//        std::uint64_t first, std::uint64_t last)
+//   `template <unsigned Level> on_missing missing(std::uint64_t& entry,`
+//        `std::uint64_t first, std::uint64_t last)`
 //        the indirect `entry` of `Level` that covers [first, last] is empty:
 //        skip it, stop the walk, or descend (the visitor installed a block).
-//   template <unsigned Level> void after_child(std::uint64_t& entry, std::uint64_t* child)
+//   `template <unsigned Level> void after_child(std::uint64_t& entry, std::uint64_t* child)`
 //        optional; called after the walk below `entry` returns.
-//   static constexpr bool whole_gaps = true;
+//   `static constexpr bool whole_gaps = true;`
 //        optional; says that missing() never descends and takes [first, last]
 //        as a whole. The walker then finds a stretch of consecutive empty
 //        entries with one vector scan and hands it over in one call, with

@@ -15,13 +15,20 @@
 
 namespace iopt {
 
+// A block allocator that takes its blocks from Inner and charges each one to
+// an accounting policy while it is out.
 template <accounting_policy Accounting, block_allocator Inner = heap_allocator>
 class charging_allocator {
 public:
-  charging_allocator() noexcept = default; // charges nothing: for a table with no window
+  // Charges nothing: for a table with no window.
+  charging_allocator() noexcept = default;
+  // Charges to `accounting`, which must outlive the allocator and every block
+  // it hands out.
   explicit charging_allocator(Accounting& accounting, Inner inner = {}) noexcept
       : accounting_(&accounting), inner_(std::move(inner)) {}
 
+  // Charges `bytes`, then allocates them: nullptr, with nothing charged, when
+  // the policy refuses the charge or Inner has no memory.
   [[nodiscard]] void* allocate(std::size_t bytes, std::size_t alignment) noexcept {
     if (accounting_ != nullptr && accounting_->charge(bytes) != status::ok)
       return nullptr;
@@ -30,6 +37,8 @@ public:
       accounting_->uncharge(bytes);
     return block;
   }
+  // Frees a block allocate() gave, with its size and alignment, and uncharges
+  // its bytes.
   void deallocate(void* block, std::size_t bytes, std::size_t alignment) noexcept {
     inner_.deallocate(block, bytes, alignment);
     if (accounting_ != nullptr)

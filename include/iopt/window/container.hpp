@@ -56,10 +56,16 @@
 
 namespace iopt {
 
+// Windows a container holds at most: the 32-bit window's slot and the 64-bit
+// one's.
 inline constexpr unsigned max_dma_windows = 2;
 
+// Settings of a dma_container, fixed at construction.
 struct container_options {
+  // log2 of the default window's IOMMU page size (4 KiB); a configuration
+  // must have it.
   unsigned default_page_shift = 12;
+  // Size of the default window in bytes, a power of two (1 GiB).
   std::uint64_t default_window_bytes = std::uint64_t{1} << 30;
   // The largest block a table may allocate when levels are chosen
   // automatically. 4 MiB lets the default window (1 GiB of 4 KiB pages, a
@@ -75,21 +81,37 @@ struct container_options {
   std::size_t target_log_limit = target_log::default_limit;
 };
 
+// What query() answers: what create_window can still be asked for.
 struct window_query {
-  std::uint64_t page_size_mask = 0; // bit n set: pages of 2^n bytes are supported
+  // Bit n set: IOMMU pages of 2^n bytes are supported.
+  std::uint64_t page_size_mask = 0;
+  // Slots create_window can still fill.
   unsigned free_windows = 0;
-  unsigned max_window_shift = 0; // log2 of the largest window
+  // log2 of the largest window, in bytes, that some configuration can
+  // index.
+  unsigned max_window_shift = 0;
+  // Equal when every field is.
   friend bool operator==(const window_query&, const window_query&) = default;
 };
 
+// What info() answers: the default window and the limits of the container's
+// configurations.
 struct container_info {
+  // Bus address of the default window: always 0.
   ioba default_window_start{};
+  // Size of the default window in bytes, as configured.
   std::uint64_t default_window_bytes = 0;
+  // Bit n set: IOMMU pages of 2^n bytes are supported.
   std::uint64_t page_size_mask = 0;
+  // How many windows can exist at once.
   unsigned max_windows = max_dma_windows;
+  // The most levels any configuration's table has.
   unsigned max_levels = 0;
 };
 
+// A sPAPR TCE container whose windows use the table configurations Configs,
+// map through a pinning strategy and charge their tables to an accounting
+// policy (rules in the file comment). It takes no lock: one caller at a time.
 template <pinning_strategy Strategy, accounting_policy Accounting, class... Configs>
 class dma_container {
   static_assert(sizeof...(Configs) >= 1, "dma_container: name at least one window configuration");
@@ -97,6 +119,8 @@ class dma_container {
   using slot = std::variant<std::monostate, dma_window<Configs, Accounting, shadow>...>;
 
 public:
+  // Maps through `strategy` and charges tables to `accounting`; both must
+  // outlive the container. The default window is made on first use.
   dma_container(Strategy& strategy, Accounting& accounting, container_options options = {}) noexcept
       : strategy_(&strategy), accounting_(&accounting), options_(options),
         targets_(options.target_log_limit) {}
@@ -109,6 +133,8 @@ public:
 
   // ---- v1: enable / disable ------------------------------------------------
 
+  // v1: allows maps and unmaps. busy when enabled already; unsupported under
+  // another model.
   status enable() noexcept {
     if constexpr (Strategy::model != memory_model::v1_pin_on_map)
       return status::unsupported;
@@ -124,16 +150,21 @@ public:
     enabled_ = false;
     return status::ok;
   }
+  // Whether v1 maps and unmaps are allowed now.
   [[nodiscard]] bool enabled() const noexcept { return enabled_; }
 
   // ---- v2: preregistration -------------------------------------------------
 
+  // v2: registers [first, first + size) for mapping
+  // (prereg_registry::register_region); unsupported under another model.
   status register_memory(ua first, std::uint64_t size) noexcept {
     if constexpr (Strategy::model != memory_model::v2_preregistered)
       return status::unsupported;
     else
       return strategy_->registry().register_region(first, size);
   }
+  // v2: undoes the registration of exactly [first, first + size); busy while
+  // anything maps it. unsupported under another model.
   status unregister_memory(ua first, std::uint64_t size) noexcept {
     if constexpr (Strategy::model != memory_model::v2_preregistered)
       return status::unsupported;
@@ -195,6 +226,9 @@ public:
     return ensure_default();
   }
 
+  // The page sizes, free slots and largest window create_window offers. Makes
+  // the default window first if it is still due, so that the free slots count
+  // it.
   [[nodiscard]] window_query query() noexcept {
     (void)ensure_default();
     window_query q;
@@ -205,6 +239,7 @@ public:
     return q;
   }
 
+  // The container's fixed description; changes nothing.
   [[nodiscard]] container_info info() const noexcept {
     container_info i;
     i.default_window_start = ioba{0};
@@ -216,6 +251,11 @@ public:
 
   // ---- map / unmap -------------------------------------------------------------
 
+  // Maps `size` bytes of user memory from `from` at bus addresses from
+  // `iova`, in one window and aligned to its pages; all or nothing.
+  // not_permitted under v1 before enable(); exists when anything in the range
+  // is mapped; else the first failing check's status (the window's, the
+  // strategy's, or hardware_error for a target the table format cannot hold).
   status map_dma(ioba iova, ua from, std::uint64_t size, permission perm) noexcept {
     if (!may_map())
       return status::not_permitted;
@@ -230,6 +270,9 @@ public:
     return with_window(iova, [&](auto& w) { return map_in(w, iova, from, size, perm); });
   }
 
+  // Unmaps whatever is mapped in `size` bytes from `iova` (in one window,
+  // aligned to its pages), releasing it through the strategy; the bytes that
+  // were mapped. not_permitted under v1 before enable().
   result<std::uint64_t> unmap_dma(ioba iova, std::uint64_t size) noexcept {
     if (!may_map())
       return status::not_permitted;
@@ -272,6 +315,7 @@ public:
       });
     return r;
   }
+  // How many windows exist now (a default window still due is not one).
   [[nodiscard]] unsigned window_count() const noexcept {
     unsigned n = 0;
     for (const slot& s : slots_)
@@ -285,7 +329,11 @@ public:
       visit_window(s, [&](const auto& w) { bytes += w.memory_bytes(); });
     return bytes;
   }
+  // The pinning strategy the container maps through.
   [[nodiscard]] Strategy& strategy() noexcept { return *strategy_; }
+  // Hears every run mapped (true, after the map) or about to be unmapped
+  // (false), a removed window's included; replaces the hook set before, and
+  // an empty hook stops the reports.
   void set_change_hook(dma_change_hook hook) noexcept { changes_ = hook; }
 
   // Calls on_run(const mapped_run&) for every run mapped in the window that
