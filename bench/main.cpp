@@ -22,22 +22,23 @@ private:
   std::ostringstream sink_;
 };
 
+// Reads the command line's flags again, with `flag` added at the end.
+void initialize_with(int argc, char** argv, const char* flag) {
+  std::vector<char*> args(argv, argv + argc);
+  std::string extra = flag;
+  args.push_back(extra.data());
+  int count = static_cast<int>(args.size());
+  benchmark::Initialize(&count, args.data());
+}
+
 // How many benchmarks the command line selects: Google Benchmark lists them
 // (and runs none) when asked to, and says how many it listed. The flags are
 // read again afterwards with the listing switched off.
 std::size_t count_benchmarks(int argc, char** argv) {
-  std::vector<char*> listing(argv, argv + argc);
-  std::string list_flag = "--benchmark_list_tests=true";
-  listing.push_back(list_flag.data());
-  int listing_argc = static_cast<int>(listing.size());
-  benchmark::Initialize(&listing_argc, listing.data());
+  initialize_with(argc, argv, "--benchmark_list_tests=true");
   silent_reporter silent;
   const std::size_t count = benchmark::RunSpecifiedBenchmarks(&silent);
-  std::vector<char*> running(argv, argv + argc);
-  std::string run_flag = "--benchmark_list_tests=false";
-  running.push_back(run_flag.data());
-  int running_argc = static_cast<int>(running.size());
-  benchmark::Initialize(&running_argc, running.data());
+  initialize_with(argc, argv, "--benchmark_list_tests=false");
   return count;
 }
 
@@ -46,26 +47,31 @@ std::size_t count_benchmarks(int argc, char** argv) {
 int main(int argc, char** argv) {
   std::string dir = ".";
   bool quick = false;
+  bool listing = false; // --benchmark_list_tests: list, run nothing, report nothing
   int kept = 1;
   for (int i = 1; i < argc; ++i) {
-    if (std::strncmp(argv[i], "--iopt_report_dir=", 18) == 0)
+    if (std::strncmp(argv[i], "--iopt_report_dir=", 18) == 0) {
       dir = argv[i] + 18;
-    else if (std::strcmp(argv[i], "--iopt_quick") == 0)
+      continue;
+    }
+    if (std::strcmp(argv[i], "--iopt_quick") == 0) {
       quick = true;
-    else
-      argv[kept++] = argv[i];
+      continue;
+    }
+    if (std::strncmp(argv[i], "--benchmark_list_tests", 22) == 0)
+      listing = std::strcmp(argv[i], "--benchmark_list_tests=false") != 0;
+    argv[kept++] = argv[i];
   }
   argc = kept;
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv))
     return 1;
-  for (int i = 1; i < argc; ++i)
-    if (std::strncmp(argv[i], "--benchmark_list_tests", 22) == 0 &&
-        std::strcmp(argv[i], "--benchmark_list_tests=false") != 0) {
-      benchmark::RunSpecifiedBenchmarks(); // lists them; nothing to report
-      benchmark::Shutdown();
-      return 0;
-    }
+  if (listing) {
+    benchmark::RunSpecifiedBenchmarks();
+    benchmark::Shutdown();
+    return 0;
+  }
+  // Initialize took the flags it knows out of argv; they stay set.
   iopt_bench::summary_reporter reporter(count_benchmarks(argc, argv));
   benchmark::RunSpecifiedBenchmarks(&reporter);
   reporter.finish(dir, quick);
