@@ -138,12 +138,12 @@ public:
 
   // Pins the host pages of the host-page-aligned range `times` times more.
   // no_memory, with nothing changed, for an injected failure (fail_nth_pin,
-  // count_pins_in) or when the counts cannot grow.
+  // count_faults_in) or when the counts cannot grow.
   status pin(ua first, std::uint64_t bytes, std::uint64_t times = 1) noexcept {
     ++pin_calls_;
     if (fail_pin_at_ != 0 && pin_calls_ == fail_pin_at_)
       return status::no_memory;
-    if (plan_ != nullptr && pin_fails_(plan_))
+    if (injected_failure())
       return status::no_memory;
     if (!pins_.reserve(first.value() >> page_shift_, bytes >> page_shift_))
       return status::no_memory;
@@ -155,52 +155,27 @@ public:
   void unpin(ua first, std::uint64_t bytes, std::uint64_t times = 1) noexcept {
     pins_.lower(first.value() >> page_shift_, bytes >> page_shift_, times);
   }
-  // The simulated physical address of the byte at `at`. Never fails, and does
-  // not check that the page is pinned.
+  // The simulated physical address of the byte at `at`; does not check that
+  // the page is pinned. Fails only when made to (count_faults_in), with
+  // fault, as a failed read of pagemap does.
   result<hpa> translate(ua at) noexcept {
+    if (injected_failure())
+      return status::fault;
     if (layout_ == frame_layout::contiguous)
       return hpa{(at.value() ^ scramble) & address_mask};
     return frame_of(at.value(), backing_at(at.value()).shift);
   }
   // The same for a range, as maximal runs of contiguous frames in order (see
-  // the file comment); always ok.
+  // the file comment). An injected failure (count_faults_in) comes after the
+  // run of the first host page was reported, as a real one may come part way.
   template <class OnRun>
   status translate_runs(ua first, std::uint64_t bytes, OnRun&& on_run) noexcept {
-    detail::frame_run_joiner<std::remove_reference_t<OnRun>> join(on_run);
-    std::uint64_t at = first.value();
-    for (std::uint64_t left = bytes; left != 0;) {
-      // A stretch where frames follow a rule: a GiB of the contiguous
-      // layout, or memory backed by pages of one size.
-      std::uint64_t stretch = 0;
-      unsigned shift = 0;
-      if (layout_ == frame_layout::contiguous) {
-        shift = 30;
-        stretch = (std::uint64_t{1} << 30) - (at & ((std::uint64_t{1} << 30) - 1));
-      } else {
-        const backing b = backing_at(at);
-        shift = b.shift;
-        stretch = b.end - at; // 0: up to 2^64
-      }
-      const std::uint64_t n = stretch == 0 ? left : std::min(left, stretch);
-      if (layout_ == frame_layout::contiguous || shift >= zone_shift) {
-        join.add(ua{at}, hpa{(at ^ scramble) & address_mask}, n);
-      } else {
-        const std::uint64_t unit = std::uint64_t{1} << shift;
-        const std::uint64_t head = std::min(n, unit - (at & (unit - 1)));
-        join.add(ua{at}, frame_of(at, shift), head);
-        // Whole pages from here on: their frames, with the constants hoisted.
-        const std::uint64_t zone = std::uint64_t{shift} << zone_shift;
-        const std::uint64_t frames_in_zone = (std::uint64_t{1} << (zone_shift - shift)) - 1;
-        std::uint64_t number = (at + head) >> shift;
-        for (std::uint64_t done = head; done < n; done += unit, ++number)
-          join.add(ua{at + done},
-                   hpa{zone | (((number * frame_multiplier) & frames_in_zone) << shift)},
-                   std::min(unit, n - done));
-      }
-      at += n;
-      left -= n;
+    if (injected_failure()) {
+      const std::uint64_t page = std::uint64_t{1} << page_shift_;
+      translate_all(first, std::min(bytes, page - (first.value() & (page - 1))), on_run);
+      return status::fault;
     }
-    join.finish();
+    translate_all(first, bytes, on_run);
     return status::ok;
   }
   // The smallest page backing all of the range: the smallest huge page when
@@ -244,12 +219,13 @@ public:
     pin_calls_ = 0;
     fail_pin_at_ = n;
   }
-  // Pins become points of a fault plan (testing/fault_injecting_allocator.hpp):
-  // before each pin, plan.next_point_fails() says whether it fails.
+  // Pins and translations become points of a fault plan
+  // (testing/fault_injecting_allocator.hpp): before each, plan.next_point_fails()
+  // says whether it fails.
   template <class Plan>
-  void count_pins_in(Plan& plan) noexcept {
+  void count_faults_in(Plan& plan) noexcept {
     plan_ = &plan;
-    pin_fails_ = [](void* p) noexcept { return static_cast<Plan*>(p)->next_point_fails(); };
+    point_fails_ = [](void* p) noexcept { return static_cast<Plan*>(p)->next_point_fails(); };
   }
   // Distinct host pages pinned now.
   std::uint64_t pinned_pages() const noexcept { return pins_.size(); }
@@ -296,13 +272,55 @@ private:
                (at & ((std::uint64_t{1} << shift) - 1))};
   }
 
+  // Reports the runs of the range; cannot fail.
+  template <class OnRun>
+  void translate_all(ua first, std::uint64_t bytes, OnRun& on_run) noexcept {
+    detail::frame_run_joiner<std::remove_reference_t<OnRun>> join(on_run);
+    std::uint64_t at = first.value();
+    for (std::uint64_t left = bytes; left != 0;) {
+      // A stretch where frames follow a rule: a GiB of the contiguous
+      // layout, or memory backed by pages of one size.
+      std::uint64_t stretch = 0;
+      unsigned shift = 0;
+      if (layout_ == frame_layout::contiguous) {
+        shift = 30;
+        stretch = (std::uint64_t{1} << 30) - (at & ((std::uint64_t{1} << 30) - 1));
+      } else {
+        const backing b = backing_at(at);
+        shift = b.shift;
+        stretch = b.end - at; // 0: up to 2^64
+      }
+      const std::uint64_t n = stretch == 0 ? left : std::min(left, stretch);
+      if (layout_ == frame_layout::contiguous || shift >= zone_shift) {
+        join.add(ua{at}, hpa{(at ^ scramble) & address_mask}, n);
+      } else {
+        const std::uint64_t unit = std::uint64_t{1} << shift;
+        const std::uint64_t head = std::min(n, unit - (at & (unit - 1)));
+        join.add(ua{at}, frame_of(at, shift), head);
+        // Whole pages from here on: their frames, with the constants hoisted.
+        const std::uint64_t zone = std::uint64_t{shift} << zone_shift;
+        const std::uint64_t frames_in_zone = (std::uint64_t{1} << (zone_shift - shift)) - 1;
+        std::uint64_t number = (at + head) >> shift;
+        for (std::uint64_t done = head; done < n; done += unit, ++number)
+          join.add(ua{at + done},
+                   hpa{zone | (((number * frame_multiplier) & frames_in_zone) << shift)},
+                   std::min(unit, n - done));
+      }
+      at += n;
+      left -= n;
+    }
+    join.finish();
+  }
+  // Whether the fault plan, if any, fails this point.
+  bool injected_failure() noexcept { return plan_ != nullptr && point_fails_(plan_); }
+
   unsigned page_shift_;
   frame_layout layout_;
   page_counts<> pins_;
   std::uint64_t pin_calls_ = 0;
   std::uint64_t fail_pin_at_ = 0;
   void* plan_ = nullptr;
-  bool (*pin_fails_)(void* plan) noexcept = nullptr;
+  bool (*point_fails_)(void* plan) noexcept = nullptr;
   std::map<std::uint64_t, huge_range> huge_; // first byte -> range backed by huge pages
 };
 
