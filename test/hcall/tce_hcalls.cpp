@@ -92,6 +92,50 @@ TEST_CASE("windows of different configurations behind one front end") {
   CHECK(huge.translate(ioba{huge_window_bus_offset + 0x30001})->target == 0x50001);
 }
 
+TEST_CASE("which error wins: the LIOBN, the request's shape, the bus range, then the values") {
+  // Calls that are wrong in two ways answer with the check the front end
+  // promises first (tce_hcalls.hpp), as KVM orders them. Each pair differs
+  // from a call with one fault only in the fault that must lose.
+  using config = config_huge_window;
+  constexpr std::uint64_t page = tce_table<config>::page_bytes;
+  constexpr std::uint64_t list = list_area<config>;
+  constexpr std::uint64_t liobn = test_liobn;
+  guest<config> g;
+  const std::uint64_t past = g.bus(g.window.pages());        // first IOBA past the window
+  const std::uint64_t not_ram = guest_ram_bytes<config> | 1; // maps memory that is no RAM
+  const std::uint64_t stray = page | 4;                      // a bit that is no permission
+  std::vector<std::uint64_t> bad_list(8, page | 1);
+  bad_list[7] = stray;
+  REQUIRE(g.memory.write_tce_list(gpa{list}, bad_list) == status::ok);
+  const auto before = take_snapshot(g.window);
+  const hcall_path slow = hcall_path::slow;
+
+  // The LIOBN first.
+  CHECK(g.hcalls.put_tce(7, past, stray, slow) == status::not_found);
+  CHECK(g.hcalls.put_tce_indirect(7, past, list + 8, 0, slow) == status::not_found);
+  CHECK(g.hcalls.stuff_tce(7, past, stray, 0, slow) == status::not_found);
+  // H_PUT_TCE: the IOBA before the TCE; the TCE's format before its RAM.
+  CHECK(g.hcalls.put_tce(liobn, past, stray, slow) == status::out_of_window);
+  CHECK(g.hcalls.put_tce(liobn, g.bus(3) + 0x1000, not_ram, slow) == status::not_aligned);
+  CHECK(g.hcalls.put_tce(liobn, g.bus(3), not_ram | 4, slow) == status::not_aligned);
+  // H_PUT_TCE_INDIRECT: the count, then the list's alignment, then the bus
+  // range, then the list's contents.
+  CHECK(g.hcalls.put_tce_indirect(liobn, past, list + 8, 0, slow) == status::invalid_parameter);
+  CHECK(g.hcalls.put_tce_indirect(liobn, past, list + 8, 513, slow) == status::invalid_parameter);
+  CHECK(g.hcalls.put_tce_indirect(liobn, past, list + 8, 8, slow) == status::not_aligned);
+  CHECK(g.hcalls.put_tce_indirect(liobn, g.bus(g.window.pages() - 4), list, 8, slow) ==
+        status::out_of_window); // and its last TCE has a stray bit
+  CHECK(g.hcalls.put_tce_indirect(liobn, past, guest_ram_bytes<config>, 8, slow) ==
+        status::out_of_window); // and the list is not in guest memory
+  // H_STUFF_TCE: the count, then the bus range, then the value.
+  CHECK(g.hcalls.stuff_tce(liobn, past, stray, 0, slow) == status::invalid_parameter);
+  CHECK(g.hcalls.stuff_tce(liobn, g.bus(g.window.pages() - 4), stray, 8, slow) ==
+        status::out_of_window);
+  CHECK(g.hcalls.stuff_tce(liobn, g.bus(3) + 0x1000, stray, 8, slow) == status::not_aligned);
+  CHECK(take_snapshot(g.window) == before);
+  CHECK(g.changes.empty());
+}
+
 TEST_CASE("bad input: status, PAPR code, and nothing changed") {
   using config = config_huge_window;
   constexpr std::uint64_t page = tce_table<config>::page_bytes;

@@ -124,9 +124,9 @@ TEST_CASE_TEMPLATE("consecutive targets across a block that is not there stay tw
     const std::uint64_t before = span - 1, after = 2 * span;
     REQUIRE(t.map(page_address(t, before), target, permission::read) == status::ok);
     REQUIRE(t.map(page_address(t, after), target + page, permission::read) == status::ok);
-    const std::vector<mapped_run> want{{page_address(t, before), target, 1, permission::read},
-                                       {page_address(t, after), target + page, 1,
-                                        permission::read}};
+    const std::vector<mapped_run> want{
+        {page_address(t, before), target, 1, permission::read},
+        {page_address(t, after), target + page, 1, permission::read}};
     reference_model<table_type> model(t);
     model.set(before, *t.get(page_address(t, before)));
     model.set(after, *t.get(page_address(t, after)));
@@ -135,9 +135,8 @@ TEST_CASE_TEMPLATE("consecutive targets across a block that is not there stay tw
     std::vector<mapped_run> visited, clipped, replayed;
     t.for_each_run([&](const mapped_run& r) { visited.push_back(r); });
     CHECK(visited == want);
-    REQUIRE(t.for_each_run(page_address(t, 0), after + 1, [&](const mapped_run& r) {
-      clipped.push_back(r);
-    }) == status::ok);
+    REQUIRE(t.for_each_run(page_address(t, 0), after + 1,
+                           [&](const mapped_run& r) { clipped.push_back(r); }) == status::ok);
     CHECK(clipped == want);
     callback_notifier listener([&](const iommu_event& e) { replayed.push_back(e.run); });
     replay(t, listener);
@@ -186,6 +185,38 @@ TEST_CASE_TEMPLATE("bad input gets a status and changes nothing", Config, IOPT_T
         status::invalid_parameter);
   CHECK(runs_seen == 0);
 
+  CHECK(take_snapshot(t) == before);
+}
+
+TEST_CASE_TEMPLATE("which error wins: the bus address, then the value", Config, IOPT_TEST_CONFIGS) {
+  // Calls wrong in two ways answer with the check the table makes first:
+  // the page count, then the IOBA (outside the window before inside a
+  // page), then the range's end, then the value (its permission, then its
+  // alignment, then the format's bits).
+  using table_type = tce_table<Config>;
+  constexpr std::uint64_t page = table_type::page_bytes;
+  auto t = make_table<Config>();
+  const auto before = take_snapshot(t);
+  const ioba past = page_address(t, t.pages() - 1) + page; // may wrap to 0 at 2^64
+  const ioba near_end = page_address(t, t.pages() - 2);
+  const ioba inside_page = page_address(t, 1) + 8;
+  const auto bad_perm = static_cast<permission>(0x7f);
+  const std::uint64_t stray = page | 0x40; // a bit below the page that no format has
+
+  CHECK(t.map(past, 8, bad_perm) == status::out_of_window);
+  CHECK(t.map(inside_page, 8, bad_perm) == status::not_aligned);
+  CHECK(t.map(page_address(t, 1), 8, bad_perm) == status::bad_permission);
+  CHECK(t.map(page_address(t, 1), 8, permission::none) == status::invalid_parameter);
+  CHECK(t.put(past, stray) == status::out_of_window);
+  CHECK(t.put(inside_page, stray) == status::not_aligned);
+  CHECK(t.map_range(past, 8, 0, bad_perm) == status::invalid_parameter);
+  CHECK(t.map_range(near_end, 8, 4, bad_perm) == status::out_of_window);
+  CHECK(t.map_range(inside_page, 8, 4, bad_perm) == status::not_aligned);
+  CHECK(t.fill(near_end, 4, stray) == status::out_of_window);
+  CHECK(t.fill(page_address(t, 0), 0, stray) == status::invalid_parameter);
+  const std::vector<std::uint64_t> bad_values(4, stray);
+  CHECK(t.put_list(near_end, bad_values) == status::out_of_window);
+  CHECK(t.clear(near_end, 4) == status::out_of_window);
   CHECK(take_snapshot(t) == before);
 }
 

@@ -10,8 +10,10 @@
 // side.
 //
 // Every call validates all of its input before it writes anything, and
-// writes all of it or nothing. The bus range is checked first, then the
-// values, as KVM does:
+// writes all of it or nothing. Checks come in KVM's order, and the first
+// that fails gives the status: the LIOBN, then the request's shape (a count
+// of 0, or above 512 for a list; a list address not 4 KiB aligned), then the
+// bus range, then the values (each TCE's format before its target's RAM):
 //   - every page of a multi-page request lies inside the window (as KVM's
 //     H_PUT_TCE_INDIRECT and H_STUFF_TCE check it; only the VFIO driver's
 //     map/unmap ioctls look at the first page alone);
