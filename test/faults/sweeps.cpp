@@ -10,43 +10,19 @@
 
 #include <doctest/doctest.h>
 
+#include "sweep.hpp"
+
 #include <memory>
 #include <vector>
 
 using namespace iopt;
+using iopt_test::sweep;
 
 namespace {
 
 constexpr std::uint64_t page = 1 << 16;
 constexpr std::uint64_t mib = 1 << 20;
 using faulty_accounting = fault_injecting_accounting<counted_accounting, fault_plan>;
-
-// Runs `op` on fresh worlds: once to count, then failing at each point.
-template <class World, class Op>
-std::uint64_t sweep(Op op) {
-  std::uint64_t points = 0;
-  {
-    World w;
-    w.plan.reset_counts();
-    REQUIRE(op(w) == status::ok);
-    points = w.plan.points;
-    w.teardown();
-  }
-  REQUIRE(points >= 1);
-  for (std::uint64_t n = 1; n <= points; ++n) {
-    CAPTURE(n);
-    World w;
-    const auto before = w.snapshot();
-    w.plan.fail_nth(n);
-    const status s = op(w);
-    w.plan.never_fail();
-    CHECK(s != status::ok);
-    CHECK(w.plan.failures == 1);
-    CHECK(w.snapshot() == before);
-    w.teardown();
-  }
-  return points;
-}
 
 // A container world: registry, strategy and container, every fallible step
 // counted by one plan.

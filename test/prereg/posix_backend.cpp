@@ -1,4 +1,5 @@
 // The posix backend on real memory.
+#include "posix_memory.hpp"
 #include "support.hpp"
 #include <iopt/prereg/accounting.hpp>
 #include <iopt/prereg/pinning.hpp>
@@ -18,34 +19,8 @@
 
 using namespace iopt;
 
-namespace {
-// AddressSanitizer replaces mlock and munlock with no-ops, so under it
-// nothing can be seen locked; the other builds check it.
-#if defined(__SANITIZE_ADDRESS__)
-constexpr bool mlock_is_real = false;
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-constexpr bool mlock_is_real = false;
-#else
-constexpr bool mlock_is_real = true;
-#endif
-#else
-constexpr bool mlock_is_real = true;
-#endif
-
-// VmLck from /proc/self/status, in KiB.
-std::uint64_t locked_kib() {
-  std::FILE* f = std::fopen("/proc/self/status", "r");
-  REQUIRE(f != nullptr);
-  char line[256];
-  std::uint64_t kib = 0;
-  while (std::fgets(line, sizeof line, f) != nullptr)
-    if (std::sscanf(line, "VmLck: %lu kB", &kib) == 1)
-      break;
-  std::fclose(f);
-  return kib;
-}
-} // namespace
+using iopt_test::locked_kib;
+using iopt_test::mlock_is_real;
 
 TEST_CASE("pinned pages show as locked in the process, and translate when allowed") {
   posix_backend backend;

@@ -13,6 +13,11 @@
 //
 // The kernel shows page frame numbers only to CAP_SYS_ADMIN; without it,
 // translate answers status::not_permitted (and pinning still works).
+//
+// Every system call goes through a policy (linux_system_calls here), and
+// every allocation through a block_allocator, so a test can fail each of
+// them in turn (testing/fault_injecting_system_calls.hpp) and check that a
+// failure leaves pins, locks and charges as they were.
 #pragma once
 
 #include <fcntl.h>
@@ -27,33 +32,54 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
-#include <memory>
 #include <mutex>
-#include <new>
 #include <type_traits>
+#include <utility>
 
 #include <iopt/addr/address.hpp>
 #include <iopt/prereg/backend.hpp>
 #include <iopt/prereg/page_counts.hpp>
 #include <iopt/status.hpp>
+#include <iopt/table/allocator.hpp>
 
 namespace iopt {
 
+// The system calls of the posix backend, made as they are. The fallible ones
+// answer the way a test double can imitate: open_pagemap a descriptor or -1,
+// lock 0 or the errno of mlock, read_at the bytes read or -1.
+struct linux_system_calls {
+  int open_pagemap() noexcept { return ::open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC); }
+  void close(int fd) noexcept { ::close(fd); }
+  int lock(void* at, std::size_t bytes) noexcept { return ::mlock(at, bytes) == 0 ? 0 : errno; }
+  void unlock(void* at, std::size_t bytes) noexcept { ::munlock(at, bytes); }
+  ssize_t read_at(int fd, void* into, std::size_t bytes, off_t offset) noexcept {
+    return ::pread(fd, into, bytes, offset);
+  }
+  // Whether every page of the range is mapped: msync fails with ENOMEM on a
+  // range with a hole.
+  bool mapped(void* at, std::size_t bytes) noexcept { return ::msync(at, bytes, MS_ASYNC) == 0; }
+};
+
 // The Linux pinning backend: mlock with pins counted per host page, pagemap
 // for frames, smaps for huge pages. Its members may be called from several
-// threads.
-class posix_backend {
+// threads. `System` makes the system calls (linux_system_calls' members),
+// `Allocator` gives the pin counts and the pagemap read buffer their memory.
+template <class System = linux_system_calls, block_allocator Allocator = heap_allocator>
+class basic_posix_backend {
 public:
-  posix_backend() noexcept
-      : page_shift_(static_cast<unsigned>(
+  explicit basic_posix_backend(System system = System{}, Allocator allocator = Allocator{}) noexcept
+      : system_(std::move(system)), allocator_(allocator),
+        page_shift_(static_cast<unsigned>(
             std::countr_zero(static_cast<std::uint64_t>(sysconf(_SC_PAGESIZE))))),
-        pagemap_(::open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC)) {}
-  ~posix_backend() {
+        pagemap_(system_.open_pagemap()), pins_(allocator) {}
+  ~basic_posix_backend() {
     if (pagemap_ >= 0)
-      ::close(pagemap_);
+      system_.close(pagemap_);
+    if (entries_ != nullptr)
+      allocator_.deallocate(entries_, batch * sizeof(std::uint64_t), alignof(std::uint64_t));
   }
-  posix_backend(const posix_backend&) = delete;
-  posix_backend& operator=(const posix_backend&) = delete;
+  basic_posix_backend(const basic_posix_backend&) = delete;
+  basic_posix_backend& operator=(const basic_posix_backend&) = delete;
 
   // log2 of the system page size.
   unsigned host_page_shift() const noexcept { return page_shift_; }
@@ -75,20 +101,21 @@ public:
     pins_.for_each_run(base, pages, /*counted=*/false, [&](std::uint64_t run, std::uint64_t n) {
       if (failed != status::ok)
         return;
-      const ua at{run << page_shift_};
-      if (::mlock(address(at), n << page_shift_) == 0) {
+      void* const at = address(ua{run << page_shift_});
+      const std::size_t length = n << page_shift_;
+      const int error = system_.lock(at, length);
+      if (error == 0) {
         locked = run + n - base;
         return;
       }
-      const int error = errno;
-      ::munlock(address(at), n << page_shift_); // mlock may have locked part of it
-      failed = error == EPERM                                     ? status::not_permitted
-               : error == ENOMEM && !mapped(at, n << page_shift_) ? status::fault
-                                                                  : status::no_memory;
+      system_.unlock(at, length); // mlock may have locked part of it
+      failed = error == EPERM                                   ? status::not_permitted
+               : error == ENOMEM && !system_.mapped(at, length) ? status::fault
+                                                                : status::no_memory;
     });
     if (failed != status::ok) {
       pins_.for_each_run(base, locked, false, [&](std::uint64_t run, std::uint64_t n) {
-        ::munlock(address(ua{run << page_shift_}), n << page_shift_);
+        system_.unlock(address(ua{run << page_shift_}), n << page_shift_);
       });
       pins_.trim(base, pages);
       return failed;
@@ -104,7 +131,7 @@ public:
     const std::uint64_t pages = bytes >> page_shift_;
     pins_.lower(base, pages, times);
     pins_.for_each_run(base, pages, false, [&](std::uint64_t run, std::uint64_t n) {
-      ::munlock(address(ua{run << page_shift_}), n << page_shift_);
+      system_.unlock(address(ua{run << page_shift_}), n << page_shift_);
     });
   }
 
@@ -131,16 +158,22 @@ public:
   }
 
   // Reads the page frames of the range from pagemap in bulk, a batch of
-  // entries per read, and joins consecutive frames into runs.
+  // entries per read, and joins consecutive frames into runs. A failure
+  // part way (fault, not_permitted) comes after the runs before it were
+  // reported; no_memory (no read buffer) comes before any.
   template <class OnRun>
   status translate_runs(ua first, std::uint64_t bytes, OnRun&& on_run) noexcept {
     if (pagemap_ < 0)
       return status::not_permitted;
     if (bytes == 0)
       return status::ok;
-    if (entries_ == nullptr)
-      return status::no_memory; // the read buffer could not be allocated
     const std::lock_guard<std::mutex> lock(read_lock_);
+    if (entries_ == nullptr) { // the first read allocates the buffer
+      entries_ = static_cast<std::uint64_t*>(
+          allocator_.allocate(batch * sizeof(std::uint64_t), alignof(std::uint64_t)));
+      if (entries_ == nullptr)
+        return status::no_memory;
+    }
     detail::frame_run_joiner<std::remove_reference_t<OnRun>> join(on_run);
     const std::uint64_t first_page = first.value() >> page_shift_;
     const std::uint64_t last_page = (first.value() + (bytes - 1)) >> page_shift_;
@@ -161,9 +194,9 @@ public:
       const auto n = static_cast<std::size_t>(std::min<std::uint64_t>(batch, last_page - page + 1));
       const auto offset = static_cast<off_t>(page * sizeof(std::uint64_t));
       const auto want = static_cast<ssize_t>(n * sizeof(std::uint64_t));
-      if (::pread(pagemap_, entries_.get(), static_cast<std::size_t>(want), offset) != want)
+      if (system_.read_at(pagemap_, entries_, static_cast<std::size_t>(want), offset) != want)
         return status::fault;
-      const std::uint64_t* entry = entries_.get();
+      const std::uint64_t* entry = entries_;
       for (std::size_t i = 0; i < n;) {
         // Extend the pending run over entries present at the next frame:
         // in huge pages, nearly all of them.
@@ -278,18 +311,19 @@ private:
     std::fclose(maps);
     return maybe;
   }
-  bool mapped(ua first, std::uint64_t bytes) const noexcept {
-    // msync on an unmapped range fails with ENOMEM.
-    return ::msync(address(first), bytes, MS_ASYNC) == 0;
-  }
 
+  System system_;
+  [[no_unique_address]] Allocator allocator_;
   unsigned page_shift_;
   int pagemap_;
   mutable std::mutex lock_;
-  page_counts<> pins_;   // host page number -> pins
-  std::mutex read_lock_; // guards entries_
-  std::unique_ptr<std::uint64_t[]> entries_{new (std::nothrow) std::uint64_t[batch]};
+  page_counts<Allocator> pins_; // host page number -> pins
+  std::mutex read_lock_;        // guards entries_
+  std::uint64_t* entries_ = nullptr;
 };
+
+// The backend with the real system calls and the heap.
+using posix_backend = basic_posix_backend<>;
 
 static_assert(pinning_backend<posix_backend>);
 
