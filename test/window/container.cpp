@@ -3,9 +3,12 @@
 #include "window/support.hpp"
 
 #include <iopt/configs.hpp>
+#include <iopt/testing/fault_injecting_allocator.hpp>
 #include <iopt/window/container.hpp>
 
 #include <doctest/doctest.h>
+
+#include <vector>
 
 using namespace iopt;
 using namespace iopt_test;
@@ -323,4 +326,82 @@ TEST_CASE("a long map writes what the log kept and lists the rest again: same ta
       CHECK(backend.pinned_pages() == 0);
       CHECK(pins.charged() == 0);
     }
+}
+
+namespace {
+// TCEs that hold targets below 2^48 only. The simulated backend's frames of
+// user addresses below 2^48 lie above it, those from 2^48 on below it.
+struct tce_48_bits : hardware_tce {
+  static constexpr std::uint64_t address_mask = (std::uint64_t{1} << 48) - 1;
+};
+struct config_48_bits : config_4k {
+  using format = tce_48_bits;
+};
+constexpr ua fits{(std::uint64_t{1} << 48) + 0x1000'0000};
+constexpr ua too_high{0x2000'0000};
+} // namespace
+
+TEST_CASE("a target past the TCE format's address bits: hardware_error, the call undone") {
+  simulated_backend backend{16};
+  REQUIRE(backend.translate(fits)->value() < std::uint64_t{1} << 48);
+  REQUIRE(backend.translate(too_high)->value() >= std::uint64_t{1} << 48);
+  counted_accounting pins{std::uint64_t{1} << 40};
+  counted_accounting tables{std::uint64_t{1} << 30};
+  auto state = [&](auto& container) {
+    std::vector<std::uint64_t> s{backend.pinned_pages(), pins.charged(), tables.charged()};
+    for (std::uint64_t k = 0; k < 64; ++k)
+      if (const auto t = container.translate(ioba{k * 4 * kib}))
+        s.push_back(t->target);
+    return s;
+  };
+  SUBCASE("v1") {
+    v1_strategy strategy{backend, pins};
+    container_of<v1_strategy, config_48_bits> container{strategy, tables};
+    REQUIRE(container.enable() == status::ok);
+    REQUIRE(container.map_dma(ioba{0}, fits, 16 * 4 * kib, permission::read) == status::ok);
+    const auto before = state(container);
+    CHECK(container.map_dma(ioba{16 * 4 * kib}, too_high, 32 * 4 * kib, permission::read) ==
+          status::hardware_error);
+    CHECK(state(container) == before);
+    CHECK(backend.pin_count(too_high) == 0);
+    CHECK(*container.unmap_dma(ioba{0}, 64 * 4 * kib) == 16 * 4 * kib);
+  }
+  SUBCASE("v2") {
+    registry_type registry{backend, pins};
+    v2_strategy strategy{registry};
+    container_of<v2_strategy, config_48_bits> container{strategy, tables};
+    REQUIRE(container.register_memory(fits, host_page) == status::ok);
+    REQUIRE(container.register_memory(too_high, host_page) == status::ok);
+    REQUIRE(container.map_dma(ioba{0}, fits, 16 * 4 * kib, permission::read) == status::ok);
+    const auto before = state(container);
+    CHECK(container.map_dma(ioba{16 * 4 * kib}, too_high, 16 * 4 * kib, permission::read) ==
+          status::hardware_error);
+    CHECK(state(container) == before);
+    // The failed call holds no use of its region: it unregisters at once.
+    CHECK(container.unregister_memory(too_high, host_page) == status::ok);
+    CHECK(*container.unmap_dma(ioba{0}, 64 * 4 * kib) == 16 * 4 * kib);
+    CHECK(container.unregister_memory(fits, host_page) == status::ok);
+  }
+  CHECK(backend.pinned_pages() == 0);
+}
+
+TEST_CASE(
+    "charging_allocator: a refused charge allocates nothing, a failed allocation is uncharged") {
+  fault_plan plan;
+  counted_accounting tables{3 * 4096};
+  charging_allocator<counted_accounting, fault_injecting_allocator> alloc(
+      tables, fault_injecting_allocator(plan));
+  void* a = alloc.allocate(2 * 4096, 4096);
+  REQUIRE(a != nullptr);
+  CHECK(tables.charged() == 2 * 4096);
+  CHECK(alloc.allocate(2 * 4096, 4096) == nullptr); // past the limit: not even tried
+  CHECK(plan.points == 1);
+  CHECK(tables.charged() == 2 * 4096);
+  plan.fail_nth(1);
+  CHECK(alloc.allocate(4096, 4096) == nullptr); // charged, then the memory is not there
+  CHECK(plan.failures == 1);
+  CHECK(tables.charged() == 2 * 4096);
+  alloc.deallocate(a, 2 * 4096, 4096);
+  CHECK(tables.charged() == 0);
+  CHECK(plan.live_blocks == 0);
 }
