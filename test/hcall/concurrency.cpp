@@ -2,6 +2,7 @@
 // racing to create the same table levels. Run under ThreadSanitizer by the
 // tsan preset; checked here for the result.
 #include "hcall/support.hpp"
+#include "soak.hpp"
 
 #include <doctest/doctest.h>
 
@@ -13,6 +14,12 @@ using namespace iopt_test;
 namespace {
 using config = config_huge_window;
 constexpr std::uint64_t page = tce_table<config>::page_bytes;
+
+// A trial's hypercalls: the two vCPUs put the interleaved pages of a leaf and
+// stuff zeros over the first of them, then each puts every page of a range
+// they share.
+constexpr std::uint64_t put_pages = 4096, stuffed_pages = 512, overlapping_pages = 2048;
+constexpr std::uint64_t calls_per_trial = put_pages + stuffed_pages + 2 * overlapping_pages;
 
 // Every call as a vCPU would make it: fast path first, slow path on too_hard.
 template <class Hcalls>
@@ -28,8 +35,10 @@ status stuff(Hcalls& h, std::uint64_t bus, std::uint64_t pages) {
 } // namespace
 
 TEST_CASE("two vCPUs: disjoint ranges equal the sequential result, overlapping ones stay whole") {
+  // The soak asks for IOPT_SOAK_OPERATIONS hypercalls in all: whole trials.
+  const std::uint64_t trials = share_of(soak_operations(20 * calls_per_trial), calls_per_trial);
   buffer_guest_memory memory(gpa{0}, guest_ram_bytes<config>);
-  for (int trial = 0; trial < 20; ++trial) {
+  for (std::uint64_t trial = 0; trial < trials; ++trial) {
     auto window = make_table<config>();
     tce_hcalls<buffer_guest_memory, config> hcalls(memory);
     REQUIRE(hcalls.attach(test_liobn, window) == status::ok);
@@ -38,9 +47,9 @@ TEST_CASE("two vCPUs: disjoint ranges equal the sequential result, overlapping o
 
     // Interleaved pages of the same leaf: both race to create its levels.
     auto vcpu = [&](std::uint64_t parity) {
-      for (std::uint64_t i = parity; i < 4096; i += 2)
+      for (std::uint64_t i = parity; i < put_pages; i += 2)
         REQUIRE(put(hcalls, base + i * page, (i % 512) * page | 3) == status::ok);
-      for (std::uint64_t i = parity; i < 512; i += 2)
+      for (std::uint64_t i = parity; i < stuffed_pages; i += 2)
         REQUIRE(stuff(hcalls, base + i * page, 1) == status::ok);
     };
     std::thread a(vcpu, 0), b(vcpu, 1);
@@ -54,16 +63,17 @@ TEST_CASE("two vCPUs: disjoint ranges equal the sequential result, overlapping o
     // Overlapping: both write the same pages with different values; each
     // entry ends as one of the two whole values.
     auto writer = [&](std::uint64_t perm) {
-      for (std::uint64_t i = 0; i < 2048; ++i)
+      for (std::uint64_t i = 0; i < overlapping_pages; ++i)
         REQUIRE(put(hcalls, base + (1u << 20) * page + i * page, (i % 256) * page | perm) ==
                 status::ok);
     };
     std::thread c(writer, 1), d(writer, 3);
     c.join();
     d.join();
-    for (std::uint64_t i = 0; i < 2048; ++i) {
+    for (std::uint64_t i = 0; i < overlapping_pages; ++i) {
       const std::uint64_t v = *window.get(ioba{base + (1u << 20) * page + i * page});
       REQUIRE((v == ((i % 256) * page | 1) || v == ((i % 256) * page | 3)));
     }
   }
+  MESSAGE((trials * calls_per_trial) << " hypercalls in " << trials << " trials");
 }

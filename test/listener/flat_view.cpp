@@ -1,3 +1,5 @@
+#include "soak.hpp"
+
 #include <iopt/listener/flat_view.hpp>
 #include <iopt/listener/memory_map.hpp>
 
@@ -45,8 +47,10 @@ TEST_CASE("render: a region at the very top of the address space") {
 }
 
 TEST_CASE("render agrees with a per-address reference on random maps") {
+  // An operation is one random map, rendered and checked against the reference.
+  const std::uint64_t trials = iopt_test::soak_operations(200);
   std::mt19937_64 rng(5);
-  for (int trial = 0; trial < 200; ++trial) {
+  for (std::uint64_t trial = 0; trial < trials; ++trial) {
     std::vector<memory_region> regions;
     for (std::uint64_t i = 0; i < 1 + rng() % 8; ++i)
       regions.push_back(
@@ -74,6 +78,7 @@ TEST_CASE("render agrees with a per-address reference on random maps") {
     for (std::size_t i = 1; i < v.size(); ++i)
       CHECK(v[i - 1].last() < v[i].first.value()); // sorted, no overlap
   }
+  MESSAGE(trials << " random maps rendered");
 }
 
 TEST_CASE("difference: removals first, then additions; unchanged sections are silent") {

@@ -2,6 +2,8 @@
 // unregistering: readers always get a correct region or a clean not_found,
 // and a region they hold cannot be unregistered under them. Two readers, so
 // that the last-hit slot both of them write is raced as well.
+#include "soak.hpp"
+
 #include <iopt/prereg/registry.hpp>
 
 #include <doctest/doctest.h>
@@ -13,6 +15,14 @@ using namespace iopt;
 
 TEST_CASE("readers and a churning writer") {
   constexpr std::uint64_t page = 1 << 16;
+  // An operation is a writer's round or a reader's lookup. CI's run is at
+  // least 3000 rounds and 20000 lookups in each reader; the soak asks for
+  // IOPT_SOAK_OPERATIONS in all and gets that run, scaled up whole.
+  constexpr std::uint64_t ci_rounds = 3000, ci_lookups = 20000;
+  const std::uint64_t scale = iopt_test::share_of(
+      iopt_test::soak_operations(ci_rounds + 2 * ci_lookups), ci_rounds + 2 * ci_lookups);
+  const std::uint64_t rounds = scale * ci_rounds, least_lookups = scale * ci_lookups;
+  std::uint64_t reads = 0, looks = 0;
   simulated_backend backend{16};
   unlimited_accounting accounting;
   std::atomic<std::uint64_t> wrong{0}, held_ok{0};
@@ -23,8 +33,8 @@ TEST_CASE("readers and a churning writer") {
       REQUIRE(registry.register_region(ua{i * 16 * page}, 8 * page) == status::ok);
     std::atomic<bool> stop{false};
     std::thread writer([&] {
-      for (int round = 0; round < 3000; ++round) {
-        const std::uint64_t slot = 1 + 2 * static_cast<std::uint64_t>(round % 32);
+      for (std::uint64_t round = 0; round < rounds; ++round) {
+        const std::uint64_t slot = 1 + 2 * (round % 32);
         const ua at{slot * 16 * page};
         if (registry.register_region(at, 4 * page) == status::ok) {
           const auto churn = registry.acquire(at, page);
@@ -40,8 +50,8 @@ TEST_CASE("readers and a churning writer") {
       stop = true;
     });
     std::thread reader([&] {
-      std::uint64_t i = 0;
-      while (!stop.load() || i < 20000) {
+      std::uint64_t& i = reads;
+      while (!stop.load() || i < least_lookups) {
         const std::uint64_t slot = (i++ % 32) * 2;
         const ua at{slot * 16 * page + page};
         auto held = registry.acquire(at, 2 * page);
@@ -60,8 +70,8 @@ TEST_CASE("readers and a churning writer") {
     // both readers keep replacing the last-hit slot while the writer shifts
     // the index under them.
     std::thread looker([&] {
-      std::uint64_t i = 0;
-      while (!stop.load() || i < 20000) {
+      std::uint64_t& i = looks;
+      while (!stop.load() || i < least_lookups) {
         const std::uint64_t slot = ((i++ * 7) % 32) * 2;
         const auto got = registry.lookup(ua{slot * 16 * page + 7 * page}, page);
         if (!got || got->first != ua{slot * 16 * page} || got->size != 8 * page ||
@@ -78,4 +88,6 @@ TEST_CASE("readers and a churning writer") {
   CHECK(held_ok.load() > 0);
   CHECK(accounting.charged() == 0);
   CHECK(backend.pinned_pages() == 0);
+  MESSAGE((rounds + reads + looks) << " operations: " << rounds << " writer rounds, " << reads
+                                   << " and " << looks << " reader lookups");
 }

@@ -1,5 +1,7 @@
 // The preregistration registry: every status, with the registry, the pins
 // and the charge unchanged on failure.
+#include "soak.hpp"
+
 #include <iopt/prereg/registry.hpp>
 #include <iopt/testing/fault_injecting_allocator.hpp>
 
@@ -214,8 +216,10 @@ TEST_CASE("lookup agrees with a model of the regions through random churn") {
     const auto natural = static_cast<unsigned>(std::countr_zero(a | bytes));
     return std::min(natural, huge ? huge_shift : 16u);
   };
+  // An operation is one register, unregister or lookup.
+  const std::uint64_t steps = iopt_test::soak_operations(40000);
   std::uint64_t found = 0;
-  for (int step = 0; step < 40000; ++step) {
+  for (std::uint64_t step = 0; step < steps; ++step) {
     const std::uint64_t p = below(space), n = 1 + below(24);
     switch (below(8)) {
     case 0: { // register, inside the space
@@ -278,7 +282,8 @@ TEST_CASE("lookup agrees with a model of the regions through random churn") {
     }
     REQUIRE(f.registry.region_count() == model.size());
   }
-  CHECK(found > 5000);
+  CHECK(found > steps / 8);
+  MESSAGE(steps << " operations; " << found << " lookups found their region");
   // Empty and wrapping ranges are never held.
   if (!model.empty()) {
     const std::uint64_t a = base + model.begin()->first * page;

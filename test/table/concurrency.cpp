@@ -1,6 +1,7 @@
 // Threads racing on one table: to create the same level, and readers against
 // writers. Under the tsan preset ThreadSanitizer checks the accesses; here
 // the results are checked: one block per level, no leak, no torn entry.
+#include "soak.hpp"
 #include "table/support.hpp"
 
 #include <doctest/doctest.h>
@@ -151,7 +152,8 @@ std::uint64_t run_stream(Table& t, const stress_stream& s, std::uint64_t operati
 } // namespace
 
 TEST_CASE("stress: two threads, 10^6 mixed operations each, equal to the sequential result") {
-  constexpr std::uint64_t operations = 1'000'000;
+  // The soak asks for IOPT_SOAK_OPERATIONS in all, shared by the two threads.
+  const std::uint64_t operations = share_of(soak_operations(2 * 1'000'000), 2);
   auto parallel = make_table<config_huge_window>();
   const stress_stream a{11, 0}, b{22, 1};
   std::uint64_t failures_a = 0, failures_b = 0;
@@ -165,5 +167,5 @@ TEST_CASE("stress: two threads, 10^6 mixed operations each, equal to the sequent
   CHECK(run_stream(sequential, a, operations, true) == 0);
   CHECK(run_stream(sequential, b, operations, true) == 0);
   CHECK(take_snapshot(parallel) == take_snapshot(sequential)); // runs and memory: no lost level
-  MESSAGE((2 * operations) << " operations checked");
+  MESSAGE((2 * operations) << " operations checked (" << operations << " in each thread)");
 }

@@ -1,6 +1,9 @@
 // Random operation sequences against a std::map reference model, for every
 // configuration: every status, every translation of a touched page, and the
-// full list of mapped runs are compared as the sequence runs.
+// full list of mapped runs are compared as the sequence runs. An operation is
+// one step of a sequence; the soak runs IOPT_SOAK_OPERATIONS of them for each
+// configuration.
+#include "soak.hpp"
 #include "table/support.hpp"
 
 #include <doctest/doctest.h>
@@ -12,8 +15,8 @@ using namespace iopt_test;
 
 namespace {
 
-constexpr int operations_per_config = 100'000;
-constexpr int full_compare_every = 2'000;
+constexpr std::uint64_t ci_operations_per_config = 100'000;
+constexpr std::uint64_t full_compare_every = 2'000;
 
 template <class Table>
 class random_pages {
@@ -48,15 +51,16 @@ permission any_permission(std::uint64_t r) {
   return r == 0 ? permission::read : r == 1 ? permission::write : permission::read_write;
 }
 
-} // namespace
-
-TEST_CASE_TEMPLATE("random operations agree with the reference model", Config, IOPT_TEST_CONFIGS) {
+// One sequence of `operations` steps from an empty table; gives the number of
+// entries set at its end.
+template <class Config>
+std::size_t random_sequence(std::uint64_t seed, std::uint64_t operations) {
   using table_type = tce_table<Config>;
   using format = typename table_type::format;
   constexpr std::uint64_t page = table_type::page_bytes;
   auto t = make_table<Config>();
   reference_model<table_type> model(t);
-  random_pages<table_type> random(t, 0x10ba'5eed + table_type::page_shift * 7 + table_type::levels);
+  random_pages<table_type> random(t, seed);
 
   auto check_page = [&](std::uint64_t p) {
     const std::uint64_t expected = model.get(p);
@@ -72,7 +76,7 @@ TEST_CASE_TEMPLATE("random operations agree with the reference model", Config, I
     }
   };
 
-  for (int step = 0; step < operations_per_config; ++step) {
+  for (std::uint64_t step = 0; step < operations; ++step) {
     CAPTURE(step);
     const std::uint64_t p = random.page();
     const ioba at = page_address(t, p);
@@ -167,7 +171,7 @@ TEST_CASE_TEMPLATE("random operations agree with the reference model", Config, I
       break;
     }
     check_page(p);
-    if (step % full_compare_every == 0 || step == operations_per_config - 1) {
+    if (step % full_compare_every == 0 || step == operations - 1) {
       const std::vector<mapped_run> expected = model.runs();
       REQUIRE(take_snapshot(t).runs == expected);
       std::uint64_t via_visitor = 0;
@@ -175,5 +179,27 @@ TEST_CASE_TEMPLATE("random operations agree with the reference model", Config, I
       REQUIRE(via_visitor == expected.size());
     }
   }
-  MESSAGE(operations_per_config << " operations; " << model.size() << " entries set at the end");
+  return model.size();
+}
+
+} // namespace
+
+TEST_CASE_TEMPLATE("random operations agree with the reference model", Config, IOPT_TEST_CONFIGS) {
+  using table_type = tce_table<Config>;
+  // Past CI's count (in the soak) a new sequence, with a new seed, starts on
+  // an empty table every `ci_operations_per_config` steps: one long sequence
+  // would fill the huge windows with gigabytes of entries and make every full
+  // compare slower than the one before.
+  const std::uint64_t operations = soak_operations(ci_operations_per_config);
+  const std::uint64_t seed = 0x10ba'5eed + table_type::page_shift * 7 + table_type::levels;
+  std::uint64_t sequences = 0;
+  std::size_t entries = 0;
+  for (std::uint64_t done = 0; done < operations; done += ci_operations_per_config) {
+    CAPTURE(sequences);
+    entries = random_sequence<Config>(seed + (sequences << 32),
+                                      std::min(ci_operations_per_config, operations - done));
+    ++sequences;
+  }
+  MESSAGE(operations << " operations, in sequences of at most " << ci_operations_per_config << "; "
+                     << entries << " entries set at the end of the last");
 }

@@ -33,6 +33,13 @@
 // nothing else is mapped; every host page's pin count, the pinned page count,
 // the charge, the registrations and their mapping counts equal the model's.
 // After teardown, all of it is zero.
+//
+// A configuration is a memory model (v1 or v2); an operation is one step of a
+// sequence. Each model runs one sequence for each host page case, IOMMU page
+// size and target-log limit (75), and those share its operations equally
+// (IOPT_SOAK_OPERATIONS of them in the soak, about 133000 a sequence at
+// 10^7).
+#include "soak.hpp"
 #include "window/support.hpp"
 
 #include <iopt/configs.hpp>
@@ -408,7 +415,8 @@ void compare(world<V2>& w, model<V2>& m) {
 }
 
 template <bool V2>
-void run(host_case h, unsigned iommu_shift, std::uint32_t seed, int steps, std::size_t log_limit) {
+void run(host_case h, unsigned iommu_shift, std::uint32_t seed, std::uint64_t steps,
+         std::size_t log_limit) {
   CAPTURE(h.base_shift);
   CAPTURE(h.huge_shift);
   CAPTURE(iommu_shift);
@@ -464,7 +472,7 @@ void run(host_case h, unsigned iommu_shift, std::uint32_t seed, int steps, std::
     return iova;
   };
 
-  for (int step = 0; step < steps; ++step) {
+  for (std::uint64_t step = 0; step < steps; ++step) {
     CAPTURE(step);
     const model_window& win = m.windows[below(2)];
     const unsigned wshift = win.exists ? win.shift : 12;
@@ -589,22 +597,29 @@ constexpr unsigned iommu_shifts[] = {12, 16, 21, 24, 28};
 // few (a map longer than that writes part from the log, part listed again).
 constexpr std::size_t log_limits[] = {target_log::default_limit, 0, 3};
 
+// Every host page case x IOMMU page size x log limit, one sequence each, the
+// seeds counted up from `first_seed`.
+template <bool V2>
+void run_every_configuration(std::uint32_t first_seed) {
+  constexpr std::uint64_t sequences =
+      std::size(host_cases) * std::size(iommu_shifts) * std::size(log_limits);
+  const std::uint64_t steps = share_of(soak_operations(sequences * 300), sequences);
+  std::uint32_t seed = first_seed;
+  for (const host_case& h : host_cases)
+    for (unsigned shift : iommu_shifts)
+      for (const std::size_t log_limit : log_limits)
+        run<V2>(h, shift, seed++, steps, log_limit);
+  MESSAGE((sequences * steps) << " operations in " << sequences << " sequences of " << steps);
+}
+
 } // namespace
 
 TEST_CASE("v2 container against the driver's model: every host page size x IOMMU page size") {
-  std::uint32_t seed = 1;
-  for (const host_case& h : host_cases)
-    for (unsigned shift : iommu_shifts)
-      for (const std::size_t log_limit : log_limits)
-        run<true>(h, shift, seed++, 300, log_limit);
+  run_every_configuration<true>(1);
 }
 
 TEST_CASE("v1 container against the driver's model: every host page size x IOMMU page size") {
-  std::uint32_t seed = 1000;
-  for (const host_case& h : host_cases)
-    for (unsigned shift : iommu_shifts)
-      for (const std::size_t log_limit : log_limits)
-        run<false>(h, shift, seed++, 300, log_limit);
+  run_every_configuration<false>(1000);
 }
 
 TEST_CASE("the model's targets: sub-host-page IOMMU pages keep their offset") {
