@@ -48,10 +48,16 @@ namespace iopt {
 // answer the way a test double can imitate: open_pagemap a descriptor or -1,
 // lock 0 or the errno of mlock, read_at the bytes read or -1.
 struct linux_system_calls {
+  // Opens /proc/self/pagemap for reading: a descriptor, or -1.
   int open_pagemap() noexcept { return ::open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC); }
+  // Closes a descriptor open_pagemap gave.
   void close(int fd) noexcept { ::close(fd); }
+  // mlock of the range: 0 when it is locked, else mlock's errno (the range
+  // may then be locked in part).
   int lock(void* at, std::size_t bytes) noexcept { return ::mlock(at, bytes) == 0 ? 0 : errno; }
+  // munlock of the range.
   void unlock(void* at, std::size_t bytes) noexcept { ::munlock(at, bytes); }
+  // pread: the bytes read, or -1.
   ssize_t read_at(int fd, void* into, std::size_t bytes, off_t offset) noexcept {
     return ::pread(fd, into, bytes, offset);
   }
@@ -67,6 +73,9 @@ struct linux_system_calls {
 template <class System = linux_system_calls, block_allocator Allocator = heap_allocator>
 class basic_posix_backend {
 public:
+  // A backend making its calls through `system`, allocating from
+  // `allocator`; it opens pagemap now (translations answer not_permitted if
+  // it cannot).
   explicit basic_posix_backend(System system = System{}, Allocator allocator = Allocator{}) noexcept
       : system_(std::move(system)), allocator_(allocator),
         page_shift_(static_cast<unsigned>(
