@@ -47,6 +47,8 @@
 #include <iopt/window/dma_window.hpp>
 #include <iopt/window/vfio_errno.hpp>
 
+#include <iopt/migrate/table_stream.hpp>
+
 #include <iopt/hcall/change_hook.hpp>
 #include <iopt/hcall/guest_memory.hpp>
 #include <iopt/hcall/tce_hcalls.hpp>

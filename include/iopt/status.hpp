@@ -57,10 +57,18 @@ enum class status : std::uint8_t {
   fault,
   // The backend failed in a way the caller cannot fix.
   hardware_error,
+  // A migration stream ends before its end (migrate/table_stream.hpp).
+  stream_truncated,
+  // A migration stream holds a field no valid stream has, or bytes past its
+  // end.
+  stream_corrupt,
+  // A migration stream was written for another version, configuration or
+  // window than the one receiving it.
+  stream_mismatch,
 };
 
 // Number of enumerators; kept next to the enum so a test can walk them all.
-inline constexpr std::size_t status_count = static_cast<std::size_t>(status::hardware_error) + 1;
+inline constexpr std::size_t status_count = static_cast<std::size_t>(status::stream_mismatch) + 1;
 
 // A short English description of s for logs and messages, such as
 // "not aligned"; "unknown status" for a value outside the enum.
@@ -82,6 +90,9 @@ constexpr std::string_view to_string(status s) noexcept {
   case status::unsupported: return "unsupported";
   case status::fault: return "fault reading memory";
   case status::hardware_error: return "hardware error";
+  case status::stream_truncated: return "migration stream cut short";
+  case status::stream_corrupt: return "migration stream corrupt";
+  case status::stream_mismatch: return "migration stream for another table";
   }
   return "unknown status";
 }
@@ -119,7 +130,10 @@ constexpr hcall_return to_hcall(status s) noexcept {
   case status::overlaps:
   case status::not_permitted:
   case status::fault:
-  case status::unsupported: return hcall_return::H_PARAMETER;
+  case status::unsupported:
+  case status::stream_truncated:
+  case status::stream_corrupt:
+  case status::stream_mismatch: return hcall_return::H_PARAMETER;
   case status::no_memory:
   case status::busy:
   case status::hardware_error: return hcall_return::H_HARDWARE;
@@ -148,6 +162,9 @@ constexpr int to_errno(status s) noexcept {
   case status::unsupported: return ENOTSUP;
   case status::fault: return EFAULT;
   case status::hardware_error: return EIO;
+  case status::stream_truncated: return ENODATA;
+  case status::stream_corrupt: return EBADMSG;
+  case status::stream_mismatch: return EPROTO;
   }
   return EIO;
 }
