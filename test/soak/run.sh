@@ -158,7 +158,7 @@ for entry in "${differential[@]}"; do
   IFS='|' read -r name suite filter <<<"$entry"
   start_part "$name" "$per_config" test_cases "$soak_build/test/$suite" "$filter"
 done
-for target in fuzz_table fuzz_hcall fuzz_registry fuzz_listener; do
+for target in fuzz_table fuzz_hcall fuzz_registry fuzz_listener fuzz_stream; do
   if [[ $fuzz_built == *passed ]]; then
     start_part "$target" "$fuzz_seconds s" fuzz "$target"
   else
