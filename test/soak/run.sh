@@ -7,7 +7,7 @@
 #     IOPT_SOAK_OPERATIONS operations in all in each stress test;
 #   - each libFuzzer target, built here with the fuzz preset, for
 #     IOPT_SOAK_FUZZ_SECONDS over a scratch copy of its seed corpus;
-# two at a time, and takes about an hour on a 2-core machine.
+# two at a time, and takes about 75 minutes on a 2-core machine.
 #
 #   IOPT_SOAK_OPERATIONS    default 10000000
 #   IOPT_SOAK_FUZZ_SECONDS  default 600
