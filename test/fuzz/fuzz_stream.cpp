@@ -45,7 +45,8 @@ std::vector<mapped_run> runs_of(const table_type& t) {
 }
 
 table_type make(fault_plan& plan) {
-  auto made = table_type::create(ioba{window_offset}, window_bytes, fault_injecting_allocator(plan));
+  auto made =
+      table_type::create(ioba{window_offset}, window_bytes, fault_injecting_allocator(plan));
   IOPT_FUZZ_CHECK(made.has_value());
   return std::move(made).value();
 }
