@@ -187,13 +187,36 @@ public:
       walker::template walk<top>(top_, first, last, counter);
     return reserve_counted(first, last, counter);
   }
+  // The same below each of several ranges: for_each_range(fn) calls
+  // fn(first, last) for each, in ascending order (the same calls every time
+  // it is called), once here whatever the levels. Install it with
+  // install_each and the same ranges.
+  template <class Ranges>
+  [[nodiscard]] level_reservation reserve_each(Ranges&& for_each_range) noexcept {
+    missing_counter counter;
+    for_each_range([&](std::uint64_t first, std::uint64_t last) {
+      if constexpr (levels > 1)
+        walker::template walk<top>(top_, first, last, counter);
+    });
+    return reserve_counted(1, 0, counter); // an empty range: install() walks nothing
+  }
   // A reservation that failed before it reached the tree (its range was bad).
   [[nodiscard]] static level_reservation refused(status s) noexcept { return level_reservation(s); }
   // Publishes a reservation's blocks where entries are still missing.
   void install(level_reservation& r) noexcept {
-    if (r.tree_ == this && r.status_ == status::ok) {
+    if (r.tree_ == this && r.status_ == status::ok && r.first_ <= r.last_) {
       installer put{this, &r.spares_};
       walker::template walk<top>(top_, r.first_, r.last_, put);
+    }
+  }
+  // Publishes a reserve_each reservation below the same ranges.
+  template <class Ranges>
+  void install_each(level_reservation& r, Ranges&& for_each_range) noexcept {
+    if (r.tree_ == this && r.status_ == status::ok) {
+      installer put{this, &r.spares_};
+      for_each_range([&](std::uint64_t first, std::uint64_t last) {
+        walker::template walk<top>(top_, first, last, put);
+      });
     }
   }
 
@@ -239,11 +262,20 @@ private:
     alloc_.deallocate(block, geometry::block_bytes(level), lower_alignment(level));
   }
 
-  // Counts the blocks missing below [first, last]: reading only.
+  // Counts the blocks missing below [first, last]: reading only. Walked over
+  // several ascending ranges, it counts a block two neighbouring ranges
+  // share once.
   struct missing_counter {
     static constexpr bool whole_gaps = true;
     std::array<std::uint64_t, levels> blocks{};
+    std::array<std::uint64_t, levels> last_counted = filled(UINT64_MAX);
     std::uint64_t total = 0;
+
+    static constexpr std::array<std::uint64_t, levels> filled(std::uint64_t v) noexcept {
+      std::array<std::uint64_t, levels> a{};
+      a.fill(v);
+      return a;
+    }
 
     bool leaf(std::uint64_t*, std::size_t, std::size_t, std::uint64_t) noexcept { return true; }
     template <unsigned Level>
@@ -252,7 +284,10 @@ private:
       // at each level k below, one block per distinct slot of level k + 1.
       for (unsigned k = 0; k < Level; ++k) {
         const unsigned shift = geometry::index_shift(k + 1);
-        const std::uint64_t n = (last >> shift) - (first >> shift) + 1;
+        std::uint64_t n = (last >> shift) - (first >> shift) + 1;
+        if (first >> shift == last_counted[k])
+          --n; // the previous range counted it
+        last_counted[k] = last >> shift;
         blocks[k] += n;
         total += n;
       }

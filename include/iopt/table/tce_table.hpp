@@ -24,6 +24,12 @@
 // passes the span on instead of checking it again. Entries are written
 // atomically: a concurrent reader sees the old or the new entry, never a mix.
 //
+// A table can track which pages change (start_tracking), for incremental
+// migration (migrate/table_stream.hpp): every write and clear then marks the
+// pages it touched, after writing them (table/change_tracker.hpp). Marking
+// never fails; it allocates tracking nodes unless the operation's
+// allocation is forbidden.
+//
 // Targets are plain 64-bit addresses: host physical addresses in a hardware
 // table, guest physical addresses in a table a hypervisor keeps for a guest.
 #pragma once
@@ -45,6 +51,7 @@
 #include <iopt/settings.hpp>
 #include <iopt/status.hpp>
 #include <iopt/table/bulk_entries.hpp>
+#include <iopt/table/change_tracker.hpp>
 #include <iopt/table/geometry.hpp>
 #include <iopt/table/level_tree.hpp>
 #include <iopt/table/list_runs.hpp>
@@ -160,13 +167,14 @@ public:
 
   // Takes over other's window and levels; other is left with no window.
   tce_table(tce_table&& other) noexcept
-      : tree_(std::move(other.tree_)), offset_(other.offset_),
+      : tree_(std::move(other.tree_)), changes_(std::move(other.changes_)), offset_(other.offset_),
         pages_(std::exchange(other.pages_, 0)) {}
   // Gives back this table's levels, then takes over other's window and
   // levels; other is left with no window.
   tce_table& operator=(tce_table&& other) noexcept {
     if (this != &other) {
       tree_ = std::move(other.tree_);
+      changes_ = std::move(other.changes_);
       offset_ = other.offset_;
       pages_ = std::exchange(other.pages_, 0);
     }
@@ -187,6 +195,18 @@ public:
   [[nodiscard]] std::uint64_t pages() const noexcept { return pages_; }
   // Bytes held by the table's levels right now.
   [[nodiscard]] std::size_t memory_bytes() const noexcept { return tree_.bytes(); }
+  // Whether no entry is set. With levels on demand, a tree of the top block
+  // alone holds no entry, which is seen without a scan; otherwise the
+  // entries are scanned (the cost of next_run).
+  [[nodiscard]] bool empty() const noexcept {
+    if (pages_ == 0)
+      return true;
+    if constexpr (levels > 1 && traits::levels_on_demand)
+      if (tree_.bytes() ==
+          geometry::top_block_bytes(static_cast<unsigned>(std::countr_zero(pages_))))
+        return true;
+    return !next_run(0);
+  }
   // The allocator the levels come from and go back to.
   [[nodiscard]] allocator_type& allocator() noexcept { return tree_.allocator(); }
   // Page index of an IOBA inside the window (no checks).
@@ -231,6 +251,7 @@ public:
     if (e == nullptr || !format::is_present(format::from_memory(detail::load_entry(*e))))
       return status::not_found;
     const std::uint64_t old = format::from_memory(detail::exchange_entry(*e, 0));
+    changed(page, page, allocation::allowed);
     return format::is_present(old) ? status::ok : status::not_found;
   }
 
@@ -252,8 +273,10 @@ public:
     const std::uint64_t value = format::normalize(tce);
     if (value == 0) {
       std::uint64_t* e = walker::template leaf_entry<top>(tree_.top_block(), page);
-      if (e != nullptr)
+      if (e != nullptr) {
         detail::store_entry(*e, 0);
+        changed(page, page, may);
+      }
       return status::ok;
     }
     return store(page, value, may);
@@ -274,7 +297,10 @@ public:
         return s;
       e = walker::template leaf_entry<top>(tree_.top_block(), page);
     }
-    return format::from_memory(detail::exchange_entry(*e, format::to_memory(value)));
+    const std::uint64_t old =
+        format::from_memory(detail::exchange_entry(*e, format::to_memory(value)));
+    changed(page, page, may);
+    return old;
   }
 
   // Where a byte of bus address space leads; not_found when its page is not mapped.
@@ -351,6 +377,7 @@ public:
         return s;
     typename runs::template list_writer<swapped> writer{stored};
     walker::template walk<top>(tree_.top_block(), span.first(), span.last(), writer);
+    changed(span.first(), span.last(), may);
     return status::ok;
   }
   // The same for as many pages from IOBA `first` as there are values,
@@ -385,6 +412,7 @@ public:
       return s;
     target_writer writer{{}, targets.data(), format::make(0, perm)};
     walker::template walk<top>(tree_.top_block(), span->first(), span->last(), writer);
+    changed(span->first(), span->last(), may);
     return status::ok;
   }
 
@@ -395,7 +423,7 @@ public:
       return s;
     const std::uint64_t value = format::normalize(tce);
     if (value == 0) {
-      clear(span);
+      clear(span, may);
       return status::ok;
     }
     return write_sequence(span, value, 0, may);
@@ -437,10 +465,29 @@ public:
   // ignored. What stays unused goes back when the reservation is destroyed.
   void install(level_reservation& r) noexcept { tree_.install(r); }
 
-  // Empties the pages of `span`. Never allocates; with the configuration's
-  // free_empty_levels, gives back blocks it leaves empty.
-  void clear(page_span span) noexcept {
-    clearer c{&tree_};
+  // Reserves the levels below several spans at once, all or nothing:
+  // for_each_span(fn) calls fn(page_span) for each span locate() made, in
+  // ascending order, the same spans every time it is called. Install with
+  // install_each and the same spans.
+  template <class Spans>
+  [[nodiscard]] level_reservation reserve_each(Spans&& for_each_span) noexcept {
+    return tree_.reserve_each(
+        [&](auto&& range) { for_each_span([&](page_span s) { range(s.first(), s.last()); }); });
+  }
+  // Publishes a reserve_each reservation's blocks below the same spans;
+  // cannot fail.
+  template <class Spans>
+  void install_each(level_reservation& r, Spans&& for_each_span) noexcept {
+    tree_.install_each(
+        r, [&](auto&& range) { for_each_span([&](page_span s) { range(s.first(), s.last()); }); });
+  }
+
+  // Empties the pages of `span`. Never allocates levels; with the
+  // configuration's free_empty_levels, gives back blocks it leaves empty.
+  // While tracking, marks the pages it emptied (only those below existing
+  // levels: the others were empty already).
+  void clear(page_span span, allocation may = allocation::allowed) noexcept {
+    clearer c{&tree_, changes_.active() ? &changes_ : nullptr, may == allocation::allowed};
     walker::template walk<top>(tree_.top_block(), span.first(), span.last(), c);
   }
   // The same for `pages` pages from IOBA `first`, located first: a bad range
@@ -495,6 +542,34 @@ public:
     return found;
   }
 
+  // ---- change tracking (for incremental migration) ---------------------------
+
+  // Starts marking every page that changes from now on, nothing marked yet:
+  // busy when tracking already, no_memory when the tracker cannot be had,
+  // invalid_parameter for a table with no window. Must not overlap other
+  // uses of the table.
+  status start_tracking() noexcept {
+    if (pages_ == 0)
+      return status::invalid_parameter;
+    return changes_.start(static_cast<unsigned>(std::countr_zero(pages_)));
+  }
+  // Stops tracking and forgets the marks. Must not overlap other uses of the
+  // table.
+  void stop_tracking() noexcept { changes_.stop(); }
+  // Whether changes are being tracked.
+  [[nodiscard]] bool tracking() const noexcept { return changes_.active(); }
+  // Bytes the tracker holds now (heap memory, not the table's levels).
+  [[nodiscard]] std::size_t tracking_bytes() const noexcept { return changes_.bytes(); }
+  // Takes the marks (get and clear): on_range(first, last) for every
+  // stretch of pages changed since the last take (or since tracking
+  // started), by page index, ascending; a stretch may hold pages that did
+  // not change, never misses one that did. Read the pages after the call
+  // returns a stretch: a write after its mark was taken is marked again.
+  template <class OnRange>
+  void take_changes(OnRange&& on_range) noexcept {
+    changes_.take(on_range);
+  }
+
 private:
   using runs = detail::list_runs<format, page_shift>;
 
@@ -537,6 +612,7 @@ private:
       e = walker::template leaf_entry<top>(tree_.top_block(), page);
     }
     detail::store_entry(*e, format::to_memory(value));
+    changed(page, page, may);
     return status::ok;
   }
 
@@ -547,6 +623,7 @@ private:
       return s;
     sequence_writer writer{{}, value, step};
     walker::template walk<top>(tree_.top_block(), span.first(), span.last(), writer);
+    changed(span.first(), span.last(), may);
     return status::ok;
   }
 
@@ -580,10 +657,14 @@ private:
   struct clearer {
     static constexpr bool whole_gaps = true;
     tree_type* tree;
+    change_tracker<>* changes; // nullptr when not tracking
+    bool may_allocate;
 
     IOPT_ALWAYS_INLINE bool leaf(std::uint64_t* block, std::size_t lo, std::size_t hi,
-                                 std::uint64_t) noexcept {
+                                 std::uint64_t first) noexcept {
       runs::store_values(block + lo, hi - lo + 1, 0, 0);
+      if (IOPT_UNLIKELY(changes != nullptr))
+        changes->mark(first, first + (hi - lo), may_allocate);
       return true;
     }
     template <unsigned Level>
@@ -605,7 +686,15 @@ private:
       collector.emit();
   }
 
+  // Marks pages [first, last] changed while tracking (after writing them).
+  IOPT_ALWAYS_INLINE void changed(std::uint64_t first, std::uint64_t last,
+                                  allocation may) noexcept {
+    if (IOPT_UNLIKELY(changes_.active()))
+      changes_.mark(first, last, may == allocation::allowed);
+  }
+
   tree_type tree_;
+  change_tracker<> changes_; // off unless start_tracking()
   std::uint64_t offset_ = 0; // bus offset of the window
   std::uint64_t pages_ = 0;  // IOMMU pages in the window (a power of two)
 };
