@@ -3,7 +3,7 @@
 // format, dense import and export, a catalog of bad streams (each: its
 // status and the receiver unchanged), and every allocation of a restore
 // failed in turn.
-#include "table/support.hpp"
+#include "migrate/support.hpp"
 
 #include <iopt/migrate/table_stream.hpp>
 #include <iopt/testing/fault_injecting_allocator.hpp>
@@ -20,15 +20,6 @@ using namespace iopt_test;
 
 namespace {
 
-// A sink that keeps the stream.
-struct byte_sink {
-  std::vector<std::byte> bytes;
-  status operator()(std::span<const std::byte> piece) {
-    bytes.insert(bytes.end(), piece.begin(), piece.end());
-    return status::ok;
-  }
-};
-
 // The stream format decoded from its description, not from the library's
 // reader: little-endian words, 8 of header, records, "iopt-end", a count.
 struct decoded {
@@ -36,12 +27,6 @@ struct decoded {
   std::map<std::uint64_t, std::uint64_t> entries; // page -> value
   std::uint64_t records = 0, trailer_count = 0;
 };
-std::uint64_t le_word(const std::vector<std::byte>& b, std::size_t word) {
-  std::uint64_t w = 0;
-  for (std::size_t i = 0; i < 8; ++i)
-    w |= std::to_integer<std::uint64_t>(b.at(word * 8 + i)) << (8 * i);
-  return w;
-}
 decoded decode(const std::vector<std::byte>& b, unsigned page_shift) {
   decoded d;
   REQUIRE(b.size() % 8 == 0);
@@ -65,71 +50,6 @@ decoded decode(const std::vector<std::byte>& b, unsigned page_shift) {
   d.trailer_count = le_word(b, w + 1);
   CHECK((w + 2) * 8 == b.size());
   return d;
-}
-
-// A random table: runs, scattered pages and stretches of both, at the
-// window's edges and at every level boundary, each recorded in the model.
-template <class Table>
-void fill_randomly(Table& t, reference_model<Table>& model, std::uint64_t seed, int operations) {
-  using format = typename Table::format;
-  std::mt19937_64 rng(seed);
-  const std::vector<std::uint64_t> edges = boundary_pages(t);
-  auto page = [&] {
-    const std::uint64_t p = rng() % 3 == 0 ? edges[rng() % edges.size()] : rng() % t.pages();
-    return p;
-  };
-  auto target = [&] { return (rng() % (std::uint64_t{1} << 20)) << Table::page_shift; };
-  const permission perms[] = {permission::read, permission::write, permission::read_write};
-  for (int i = 0; i < operations; ++i) {
-    const std::uint64_t p = page();
-    const permission perm = perms[rng() % 3];
-    const std::uint64_t n = std::min<std::uint64_t>(1 + rng() % 700, t.pages() - p);
-    switch (rng() % 4) {
-    case 0: { // a run
-      const std::uint64_t to = target();
-      REQUIRE(t.map_range(page_address(t, p), to, n, perm) == status::ok);
-      for (std::uint64_t k = 0; k < n; ++k)
-        model.set(p + k, format::normalize(format::make(to + (k << Table::page_shift), perm)));
-      break;
-    }
-    case 1: { // scattered pages, some of them consecutive by chance
-      std::vector<std::uint64_t> targets;
-      std::uint64_t to = target();
-      for (std::uint64_t k = 0; k < n; ++k) {
-        to = rng() % 4 == 0 ? to + Table::page_bytes : target();
-        targets.push_back(to);
-      }
-      REQUIRE(t.map_list(page_address(t, p), targets, perm) == status::ok);
-      for (std::uint64_t k = 0; k < n; ++k)
-        model.set(p + k, format::normalize(format::make(targets[k], perm)));
-      break;
-    }
-    case 2: // a hole
-      REQUIRE(t.clear(page_address(t, p), std::min<std::uint64_t>(n, 40)) == status::ok);
-      model.clear(p, std::min<std::uint64_t>(n, 40));
-      break;
-    default: { // one page
-      const std::uint64_t to = target();
-      REQUIRE(t.map(page_address(t, p), to, perm) == status::ok);
-      model.set(p, format::normalize(format::make(to, perm)));
-      break;
-    }
-    }
-  }
-}
-
-template <class Table>
-Table empty_like(const Table& t) {
-  auto made = Table::create(t.window().first(), t.window().size());
-  REQUIRE(made);
-  return std::move(made).value();
-}
-
-template <class Table>
-std::vector<std::byte> stream_of(const Table& t) {
-  byte_sink sink;
-  REQUIRE(iopt::snapshot(t, sink) == status::ok);
-  return std::move(sink.bytes);
 }
 
 } // namespace
