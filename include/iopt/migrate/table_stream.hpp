@@ -231,6 +231,7 @@ public:
 
   // Pages [first, first + pages) map consecutive targets from `value`.
   void run(std::uint64_t first, std::uint64_t pages, std::uint64_t value) noexcept {
+    end_clear();
     covered_ += pages;
     if (pages >= table_stream::shortest_run) {
       end_list();
@@ -256,11 +257,18 @@ public:
   void clear(std::uint64_t first, std::uint64_t pages) noexcept {
     end_list();
     covered_ += pages;
-    record(first, table_stream::clear_record, pages);
+    if (cleared_ != 0 && clear_first_ + cleared_ == first) {
+      cleared_ += pages;
+      return;
+    }
+    end_clear();
+    clear_first_ = first;
+    cleared_ = pages;
   }
   // Ends the records: the trailer.
   void finish() noexcept {
     end_list();
+    end_clear();
     out_->word(table_stream::end_magic);
     out_->word(covered_);
   }
@@ -269,6 +277,11 @@ private:
   void record(std::uint64_t first, std::uint64_t kind, std::uint64_t pages) noexcept {
     out_->word(first);
     out_->word(kind << table_stream::kind_shift | pages);
+  }
+  void end_clear() noexcept {
+    if (cleared_ != 0)
+      record(clear_first_, table_stream::clear_record, cleared_);
+    cleared_ = 0;
   }
   void end_list() noexcept {
     if (listed_ == 0)
@@ -283,6 +296,7 @@ private:
   std::uint64_t list_first_ = 0; // the first page of the list being gathered
   std::array<std::uint64_t, 512> list_{};
   std::size_t listed_ = 0;
+  std::uint64_t clear_first_ = 0, cleared_ = 0; // the clear being gathered
   std::uint64_t covered_ = 0;
 };
 
@@ -314,6 +328,8 @@ status snapshot(const Table& table, Sink&& sink) noexcept {
 // when the sink fails: start over with a full snapshot then.
 template <class Table, stream_sink Sink>
 status snapshot_changes(Table& table, Sink&& sink) noexcept {
+  using format = typename Table::format;
+  constexpr std::uint64_t short_stretch = 8;
   if (!table.tracking())
     return status::not_permitted;
   detail::stream_writer<std::remove_reference_t<Sink>> out(sink);
@@ -322,6 +338,18 @@ status snapshot_changes(Table& table, Sink&& sink) noexcept {
   detail::record_writer<Table, std::remove_reference_t<Sink>> records(out);
   const std::uint64_t start = table.window().first().value();
   table.take_changes([&](std::uint64_t first, std::uint64_t last) {
+    if (last - first < short_stretch) {
+      // A few pages (the common scattered change): read each one; a walk
+      // that gathers runs costs more than it saves here.
+      for (std::uint64_t page = first; page <= last; ++page) {
+        const std::uint64_t v = table.get(ioba{start + (page << Table::page_shift)}).value();
+        if (format::is_present(v))
+          records.run(page, 1, format::normalize(v));
+        else
+          records.clear(page, 1);
+      }
+      return;
+    }
     std::uint64_t next = first; // the first page of the stretch not yet written
     const ioba at{start + (first << Table::page_shift)};
     [[maybe_unused]] const status s =

@@ -28,7 +28,14 @@
 // with 0 first and each slot after. A mark that a take misses is therefore
 // left whole for the next take, and a take that reads a page after
 // exchanging its mark sees every write that came before the mark (the
-// table marks after it writes). start() and stop() must run alone.
+// table marks after it writes). Most marks find their bits set already (a
+// page changed twice in a round, a summary bit its neighbours set): a mark
+// reads before it sets, and sets only bits that are missing, so it costs
+// one fence and a few loads instead of a locked operation per word. The
+// fence orders the table's write before those reads, and every mark and
+// take operation is sequentially consistent, so a bit seen set cannot be
+// one a take has just cleared without the take also seeing the write.
+// start() and stop() must run alone.
 #pragma once
 
 #include <atomic>
@@ -124,6 +131,7 @@ public:
   // had, a larger stretch is marked (see the file comment).
   void mark(std::uint64_t first, std::uint64_t last, bool may_allocate) noexcept {
     IOPT_ASSERT(root_ != nullptr && first <= last);
+    std::atomic_thread_fence(std::memory_order_seq_cst); // the write before the reads
     mark_below(root_, root_level_, 0, first, last, may_allocate);
   }
 
@@ -140,15 +148,19 @@ public:
   }
 
 private:
-  static std::uint64_t fetch_or(std::uint64_t& word, std::uint64_t bits) noexcept {
-    return std::atomic_ref<std::uint64_t>(word).fetch_or(bits, std::memory_order_acq_rel);
+  // Sets bits in a word, with a locked operation only if some are missing.
+  static void set_bits(std::uint64_t& word, std::uint64_t bits) noexcept {
+    auto w = std::atomic_ref<std::uint64_t>(word);
+    if ((w.load(std::memory_order_seq_cst) & bits) != bits)
+      w.fetch_or(bits, std::memory_order_seq_cst);
   }
   static std::uint64_t take_word(std::uint64_t& word) noexcept {
-    // A plain load first: most slots a summary names are read once, and an
-    // exchange of a word with no marks would only dirty its cache line.
-    if (std::atomic_ref<std::uint64_t>(word).load(std::memory_order_acquire) == 0)
+    // A load first: an exchange of a word with no marks would only take its
+    // cache line away from the writers.
+    auto w = std::atomic_ref<std::uint64_t>(word);
+    if (w.load(std::memory_order_seq_cst) == 0)
       return 0;
-    return std::atomic_ref<std::uint64_t>(word).exchange(0, std::memory_order_acq_rel);
+    return w.exchange(0, std::memory_order_seq_cst);
   }
   // Bits lo..hi (inclusive) of a word.
   static constexpr std::uint64_t bit_span(unsigned lo, unsigned hi) noexcept {
@@ -205,7 +217,7 @@ private:
         const std::uint64_t word_first = base + (std::uint64_t{i} << shift);
         const unsigned from = i == lo ? static_cast<unsigned>(first - word_first) : 0;
         const unsigned to = i == hi ? static_cast<unsigned>(last - word_first) : 63;
-        fetch_or(n->slot[i], bit_span(from, to));
+        set_bits(n->slot[i], bit_span(from, to));
       }
     } else {
       std::uint64_t whole = 0;
@@ -223,9 +235,9 @@ private:
           mark_below(child, level - 1, child_first, from, to, may_allocate);
       }
       if (whole != 0)
-        fetch_or(n->whole, whole);
+        set_bits(n->whole, whole);
     }
-    fetch_or(n->marked, bit_span(lo, hi));
+    set_bits(n->marked, bit_span(lo, hi));
   }
 
   // Joins the stretches a take finds, which come in ascending order.
@@ -259,11 +271,18 @@ private:
     const unsigned shift = slot_shift(level);
     std::uint64_t marked = take_word(n->marked);
     if (level == 0) {
-      for (; marked != 0; marked &= marked - 1) {
+      // Every word first, then one fence, then the pages: whoever reads
+      // them then sees every write whose mark was taken (the file comment).
+      std::uint64_t taken[64];
+      for (std::uint64_t left = marked; left != 0; left &= left - 1) {
+        const auto i = static_cast<unsigned>(std::countr_zero(left));
+        taken[i] = take_word(n->slot[i]);
+      }
+      std::atomic_thread_fence(std::memory_order_seq_cst);
+      for (; marked != 0 && !discard; marked &= marked - 1) {
         const auto i = static_cast<unsigned>(std::countr_zero(marked));
-        std::uint64_t bits = take_word(n->slot[i]);
         const std::uint64_t word_first = base + (std::uint64_t{i} << shift);
-        while (bits != 0 && !discard) {
+        for (std::uint64_t bits = taken[i]; bits != 0;) {
           const auto from = static_cast<unsigned>(std::countr_zero(bits));
           const auto length = static_cast<unsigned>(std::countr_one(bits >> from));
           join.add(word_first + from, word_first + from + length - 1);
@@ -273,6 +292,8 @@ private:
       return;
     }
     const std::uint64_t whole = take_word(n->whole);
+    if (whole != 0)
+      std::atomic_thread_fence(std::memory_order_seq_cst); // as for the words below
     for (std::uint64_t pending = marked | whole; pending != 0; pending &= pending - 1) {
       const auto i = static_cast<unsigned>(std::countr_zero(pending));
       const std::uint64_t child_first = base + (std::uint64_t{i} << shift);
