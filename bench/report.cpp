@@ -270,6 +270,37 @@ void summary_reporter::finish(const std::string& dir, bool quick) const {
                       held.str(), "", "-", "-", "", "", note.str()});
     }
   }
+  // Migration (issue 18's goals). QEMU's dense copy is measured on 2^24
+  // entries; its cost per entry times the window's 2^31.
+  if (const auto snap = find("BM_snapshot_1g_in_128t")) {
+    std::ostringstream note;
+    note << "stream " << snap->counters.at("stream_bytes") << " bytes for "
+         << snap->counters.at("entry_bytes")
+         << " bytes of set entries; baseline: QEMU's dense 16 GiB, extrapolated from 2^24 entries";
+    add("snapshot, 1 GiB mapped in a 128 TiB window", "config_huge_window",
+        "BM_snapshot_1g_in_128t", "BM_baseline_dense_table_copy/24", "BM_scan_entries/16384",
+        {{baseline, 1e4}, {limit, 0.5}}, note.str(), std::pow(2.0, 31 - 24));
+  }
+  add("restore it into an empty window", "config_huge_window", "BM_restore_1g_in_128t/manual_time",
+      "", "BM_memset_entries/16384", {{limit, 0.5}});
+  for (const char* c : {"config_huge_window", "config_4k"})
+    for (const char* n : {"100", "1000", "10000"}) {
+      const std::string name = std::string("BM_snapshot_changes<") + c + ">/" + n + "/manual_time";
+      std::string note =
+          "1 GiB mapped; baseline: a full snapshot of the same table, timed in pairs";
+      if (const auto m = find(name))
+        note += "; " + std::to_string(std::llround(m->counters.at("increment_bytes"))) + " bytes";
+      add(std::string("increment after ") + n + " scattered changes", c, name, name, "",
+          std::string(n) == "1000" ? std::initializer_list<goal>{{baseline, 100}}
+                                   : std::initializer_list<goal>{},
+          note);
+    }
+  for (const char* c : {"config_4k", "config_4k_on_demand"})
+    add("dense import, 2 GiB of 4 KiB pages, 1000 set", c,
+        std::string("BM_import_dense_2g_1000<") + c + ">/manual_time", "", "BM_scan_entries/524288",
+        {{limit, 0.5}},
+        std::string(c) == "config_4k" ? "flat table: the receiver is checked empty by a scan"
+                                      : "levels on demand (a VMM's guest view)");
   // One region: within 1.5x of the kernel's list; 4096 regions: 20x faster.
   // Lookups are timed in rounds of 4096 (the median column is per round).
   for (const char* n : {"1", "16", "256", "4096"})
