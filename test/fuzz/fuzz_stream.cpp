@@ -1,9 +1,11 @@
-// Fuzz target: migration streams restored into an empty table. The first
-// byte picks an allocation to fail (0: none); the rest is the stream. A
-// restore that fails must leave the receiver as it was and give back every
-// block it took; one that succeeds must hold what check_stream counted, and
-// its own snapshot must restore to the same table. Nothing may crash or
-// leak, whatever the bytes.
+// Fuzz target: migration streams restored into an empty table, or applied
+// as a round of changes to a table that holds entries. The first byte
+// picks the mode (bit 7: changes) and an allocation to fail (bits 0-6; 0:
+// none); the rest is the stream. A restore or an application that fails
+// must leave the receiver as it was and give back every block it took. A
+// restore that succeeds must hold what check_stream counted, and its own
+// snapshot must restore to the same table; changes that apply must apply
+// again to the same result. Nothing may crash or leak, whatever the bytes.
 #include "fuzz_support.hpp"
 
 #include <iopt/format/hardware_tce.hpp>
@@ -51,14 +53,51 @@ table_type make(fault_plan& plan) {
   return std::move(made).value();
 }
 
+// Applies the stream as changes to a table holding a run, a list and
+// entries at both ends of the window.
+void apply_as_changes(std::span<const std::byte> stream, std::uint64_t fail_at, fault_plan& plan) {
+  table_type receiver = make(plan);
+  const std::uint64_t last = window_offset + window_bytes - table_type::page_bytes;
+  IOPT_FUZZ_CHECK(receiver.map_range(ioba{window_offset}, 0x40'0000, 9, permission::read) ==
+                  status::ok);
+  const std::uint64_t list[] = {0x9000, 0x3'0000, 0x3'1000};
+  IOPT_FUZZ_CHECK(receiver.map_list(ioba{window_offset + 0x80'0000}, list, permission::write) ==
+                  status::ok);
+  IOPT_FUZZ_CHECK(receiver.map(ioba{last}, 0x7000, permission::read_write) == status::ok);
+  const auto before = runs_of(receiver);
+  const std::size_t bytes_before = receiver.memory_bytes();
+  const std::int64_t live_before = plan.live_bytes;
+  const auto checked =
+      check_stream<table_type>(stream, receiver.window(), table_stream::kind::changes);
+  plan.fail_nth(fail_at);
+  const status s = apply_changes(receiver, stream);
+  plan.never_fail();
+  if (s != status::ok) {
+    IOPT_FUZZ_CHECK(s == checked.error() || (checked && s == status::no_memory));
+    IOPT_FUZZ_CHECK(runs_of(receiver) == before);
+    IOPT_FUZZ_CHECK(receiver.memory_bytes() == bytes_before);
+    IOPT_FUZZ_CHECK(plan.live_bytes == live_before);
+    return;
+  }
+  IOPT_FUZZ_CHECK(checked.has_value());
+  const auto after = runs_of(receiver);
+  IOPT_FUZZ_CHECK(apply_changes(receiver, stream) == status::ok);
+  IOPT_FUZZ_CHECK(runs_of(receiver) == after);
+}
+
 } // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   if (size == 0)
     return 0;
-  const std::uint64_t fail_at = data[0];
+  const std::uint64_t fail_at = data[0] & 0x7f;
   const std::span<const std::byte> stream(reinterpret_cast<const std::byte*>(data + 1), size - 1);
   fault_plan plan;
+  if ((data[0] & 0x80) != 0) {
+    apply_as_changes(stream, fail_at, plan);
+    IOPT_FUZZ_CHECK(plan.live_bytes == 0 && plan.live_blocks == 0);
+    return 0;
+  }
   {
     table_type receiver = make(plan);
     const std::size_t bytes_before = receiver.memory_bytes();
