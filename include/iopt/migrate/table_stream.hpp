@@ -455,45 +455,42 @@ result<stream_summary> check_stream(std::span<const std::byte> bytes, ioba_range
 namespace detail {
 
 // Writes the records of a stream check_stream() accepted into `table`,
-// installing the levels `levels` reserved below its set records (set_spans)
-// record by record, just before each is written: cannot fail.
+// whose levels below its set records (set_spans) `levels` reserved with
+// reserve_each(..., written = true): each is installed as its entries are
+// written. Cannot fail.
 template <class Table>
 void write_records(Table& table, std::span<const std::byte> bytes, std::uint64_t records,
                    typename Table::level_reservation& levels) noexcept {
   using format = typename Table::format;
   const std::uint64_t start = table.window().first().value();
   std::array<std::uint64_t, 512> values{};
-  table.install_each(levels, [&](auto&& install) {
-    for_each_record(
-        bytes, records,
-        [&](std::uint64_t first, std::uint64_t record, std::uint64_t count, stream_reader& in) {
-          const auto span = table.locate(ioba{start + (first << Table::page_shift)}, count);
-          IOPT_ASSERT(span.has_value()); // checked: inside the window
-          status s = status::ok;
-          if (record == table_stream::clear_record) {
-            table.clear(*span);
-            return;
+  for_each_record(
+      bytes, records,
+      [&](std::uint64_t first, std::uint64_t record, std::uint64_t count, stream_reader& in) {
+        const auto span = table.locate(ioba{start + (first << Table::page_shift)}, count);
+        IOPT_ASSERT(span.has_value()); // checked: inside the window
+        status s = status::ok;
+        if (record == table_stream::clear_record) {
+          table.clear(*span);
+        } else if (record == table_stream::run_record) {
+          const std::uint64_t v = in.word();
+          s = table.map_range(levels, *span, format::target(v, Table::page_shift),
+                              format::permissions(v));
+        } else {
+          for (std::uint64_t done = 0; done < count && s == status::ok;) {
+            const auto n = static_cast<std::size_t>(std::min<std::uint64_t>(count - done, 512));
+            for (std::size_t i = 0; i < n; ++i)
+              values[i] = in.word();
+            s = table.put_list(
+                levels, *table.locate(ioba{start + ((first + done) << Table::page_shift)}, n),
+                native_values{std::span<const std::uint64_t>(values.data(), n)},
+                [](std::uint64_t, std::uint64_t) noexcept { return status::ok; });
+            done += n;
           }
-          install(*span);
-          if (record == table_stream::run_record) {
-            const std::uint64_t v = in.word();
-            s = table.map_range(*span, format::target(v, Table::page_shift), format::permissions(v),
-                                allocation::forbidden);
-          } else {
-            for (std::uint64_t done = 0; done < count && s == status::ok;) {
-              const auto n = static_cast<std::size_t>(std::min<std::uint64_t>(count - done, 512));
-              for (std::size_t i = 0; i < n; ++i)
-                values[i] = in.word();
-              s = table.put_list(ioba{start + ((first + done) << Table::page_shift)},
-                                 std::span<const std::uint64_t>(values.data(), n),
-                                 allocation::forbidden);
-              done += n;
-            }
-          }
-          IOPT_ASSERT(s == status::ok); // levels installed, values checked
-          (void)s;
-        });
-  });
+        }
+        IOPT_ASSERT(s == status::ok); // levels reserved, values checked
+        (void)s;
+      });
 }
 
 } // namespace detail
@@ -511,7 +508,7 @@ status restore(Table& receiver, std::span<const std::byte> bytes) noexcept {
     return summary.error();
   if (!receiver.empty())
     return status::busy;
-  auto levels = receiver.reserve_each(detail::set_spans(receiver, bytes, summary->records));
+  auto levels = receiver.reserve_each(detail::set_spans(receiver, bytes, summary->records), true);
   if (!levels)
     return levels.error();
   detail::write_records(receiver, bytes, summary->records, levels);
@@ -529,7 +526,7 @@ status apply_changes(Table& receiver, std::span<const std::byte> bytes) noexcept
   const auto summary = check_stream<Table>(bytes, receiver.window(), table_stream::kind::changes);
   if (!summary)
     return summary.error();
-  auto levels = receiver.reserve_each(detail::set_spans(receiver, bytes, summary->records));
+  auto levels = receiver.reserve_each(detail::set_spans(receiver, bytes, summary->records), true);
   if (!levels)
     return levels.error();
   // The reservation lives on while the records are written: a clear does
@@ -661,39 +658,38 @@ status import_dense(Table& receiver, ordered_values<Order> entries) noexcept {
   // The one scan: check, keep the stretches, count the levels they lack.
   status bad = status::ok;
   detail::stretch_list stretches;
-  auto levels = receiver.reserve_each([&](auto&& on_span) {
-    scan(0, [&](std::uint64_t first, std::uint64_t count) {
-      for (std::uint64_t k = 0; k < count && bad == status::ok; ++k)
-        bad = format::check(entries[static_cast<std::size_t>(first + k)], Table::page_shift);
-      if (bad != status::ok)
-        return false;
-      stretches.add(first, count);
-      on_span(span_of(first, count));
-      return true;
-    });
-  });
+  auto levels = receiver.reserve_each(
+      [&](auto&& on_span) {
+        scan(0, [&](std::uint64_t first, std::uint64_t count) {
+          for (std::uint64_t k = 0; k < count && bad == status::ok; ++k)
+            bad = format::check(entries[static_cast<std::size_t>(first + k)], Table::page_shift);
+          if (bad != status::ok)
+            return false;
+          stretches.add(first, count);
+          on_span(span_of(first, count));
+          return true;
+        });
+      },
+      true);
   if (bad != status::ok)
     return bad;
   if (!levels)
     return levels.error();
-  // The writes: the kept stretches, then a scan for those left out.
-  auto write = [&](auto&& install, std::uint64_t first, std::uint64_t count) {
-    const page_span span = span_of(first, count);
-    install(span);
+  // The writes: the kept stretches, then a scan for those left out; each
+  // installs its levels as it writes.
+  auto write = [&](std::uint64_t first, std::uint64_t count) {
     [[maybe_unused]] const status s = receiver.put_list(
-        span, ordered_values<Order>{stored.subspan(first, count)}, allocation::forbidden,
+        levels, span_of(first, count), ordered_values<Order>{stored.subspan(first, count)},
         [](std::uint64_t, std::uint64_t) noexcept { return status::ok; });
     IOPT_ASSERT(s == status::ok); // checked and reserved
   };
-  receiver.install_each(levels, [&](auto&& install) {
-    for (const auto& s : stretches.kept())
-      write(install, s.first, s.count);
-    if (stretches.full())
-      scan(stretches.resume_at(), [&](std::uint64_t first, std::uint64_t count) {
-        write(install, first, count);
-        return true;
-      });
-  });
+  for (const auto& kept : stretches.kept())
+    write(kept.first, kept.count);
+  if (stretches.full())
+    scan(stretches.resume_at(), [&](std::uint64_t first, std::uint64_t count) {
+      write(first, count);
+      return true;
+    });
   return status::ok;
 }
 

@@ -191,14 +191,19 @@ public:
   // fn(first, last) for each, in ascending order (the same calls every time
   // it is called), once here whatever the levels. Install it with
   // install_each and the same ranges.
+  // With `written` true, the leaf blocks are not zeroed: the reservation
+  // is then only for install_writing, which writes every entry of a new
+  // leaf before it publishes it.
   template <class Ranges>
-  [[nodiscard]] level_reservation reserve_each(Ranges&& for_each_range) noexcept {
+  [[nodiscard]] level_reservation reserve_each(Ranges&& for_each_range,
+                                               bool written = false) noexcept {
     missing_counter counter;
     for_each_range([&](std::uint64_t first, std::uint64_t last) {
       if constexpr (levels > 1)
         walker::template walk<top>(top_, first, last, counter);
     });
-    return reserve_counted(1, 0, counter); // an empty range: install() walks nothing
+    // An empty range: install() walks nothing for it.
+    return reserve_counted(1, 0, counter, !written);
   }
   // A reservation that failed before it reached the tree (its range was bad).
   [[nodiscard]] static level_reservation refused(status s) noexcept { return level_reservation(s); }
@@ -208,6 +213,19 @@ public:
       installer put{this, &r.spares_};
       walker::template walk<top>(top_, r.first_, r.last_, put);
     }
+  }
+  // Publishes the blocks of a reserve_each(..., written = true) reservation
+  // below [first, last] and writes that range with `writer` (a visitor with
+  // leaf(), as the table's writers): a leaf block it installs is written
+  // whole while still private (the range's entries by the writer, the rest
+  // zeroed) and only then published, so a new leaf costs one pass, not a
+  // zeroing and a write, and no reader ever sees it half made.
+  template <class Writer>
+  void install_writing(level_reservation& r, std::uint64_t first, std::uint64_t last,
+                       Writer& writer) noexcept {
+    IOPT_ASSERT(r.tree_ == this && r.status_ == status::ok);
+    writing_installer<Writer> put{this, &r.spares_, &writer};
+    walker::template walk<top>(top_, first, last, put);
   }
   // Publishes a reserve_each reservation below the same ranges.
   template <class Ranges>
@@ -252,9 +270,10 @@ private:
   static constexpr std::size_t lower_alignment(unsigned level) noexcept {
     return std::max(geometry::block_bytes(level), detail::min_indirect_alignment);
   }
-  std::uint64_t* allocate_block(std::size_t bytes, std::size_t alignment) noexcept {
+  std::uint64_t* allocate_block(std::size_t bytes, std::size_t alignment,
+                                bool zeroed = true) noexcept {
     void* block = alloc_.allocate(bytes, alignment);
-    if (block != nullptr)
+    if (block != nullptr && zeroed)
       std::memset(block, 0, bytes); // empty entries are all-zero in every byte order
     return static_cast<std::uint64_t*>(block);
   }
@@ -317,13 +336,56 @@ private:
     }
   };
 
+  // Installs spare blocks where entries are missing, as installer does, and
+  // writes [first, last] with a writer: a missing leaf is written whole
+  // before it is published (see install_writing). A leaf that loses a race
+  // goes back among the spares written; only this visitor takes leaves
+  // from such a reservation, and it writes every entry of one it takes.
+  template <class Writer>
+  struct writing_installer {
+    level_tree* tree;
+    spare_blocks* spares;
+    Writer* writer;
+
+    IOPT_ALWAYS_INLINE bool leaf(std::uint64_t* block, std::size_t lo, std::size_t hi,
+                                 std::uint64_t first) noexcept {
+      return writer->leaf(block, lo, hi, first);
+    }
+    template <unsigned Level>
+    detail::on_missing missing(std::uint64_t& entry, std::uint64_t first,
+                               std::uint64_t last) noexcept {
+      std::uint64_t* block = spares->pop(Level - 1);
+      IOPT_ASSERT(block != nullptr); // counted by reserve_each
+      if constexpr (Level == 1) {
+        const std::size_t lo = walker::template slot<0>(first);
+        const std::size_t hi = walker::template slot<0>(last);
+        const std::size_t entries = geometry::block_entries(0);
+        std::memset(block, 0, lo * sizeof(std::uint64_t));
+        std::memset(block + hi + 1, 0, (entries - hi - 1) * sizeof(std::uint64_t));
+        writer->leaf(block, lo, hi, first);
+      }
+      std::uint64_t expected = 0;
+      if (std::atomic_ref<std::uint64_t>(entry).compare_exchange_strong(
+              expected, walker::encode_indirect(block), std::memory_order_acq_rel,
+              std::memory_order_acquire)) {
+        tree->bytes_.fetch_add(geometry::block_bytes(Level - 1), std::memory_order_relaxed);
+        return Level == 1 ? detail::on_missing::skip : detail::on_missing::descend;
+      }
+      spares->push(Level - 1, block); // another thread's block is there: write into it
+      return detail::on_missing::descend;
+    }
+  };
+
   // Allocates what the counter found missing; nothing is installed here.
+  // Leaf blocks are zeroed unless the caller writes them whole itself.
   IOPT_COLD level_reservation reserve_counted(std::uint64_t first, std::uint64_t last,
-                                              const missing_counter& counter) noexcept {
+                                              const missing_counter& counter,
+                                              bool zero_leaves = true) noexcept {
     level_reservation r(this, first, last);
     for (unsigned level = 0; level < top; ++level) {
       for (std::uint64_t n = 0; n < counter.blocks[level]; ++n) {
-        std::uint64_t* block = allocate_block(geometry::block_bytes(level), lower_alignment(level));
+        std::uint64_t* block = allocate_block(geometry::block_bytes(level), lower_alignment(level),
+                                              level != 0 || zero_leaves);
         if (block == nullptr) {
           r.status_ = status::no_memory;
           return r; // its destructor gives back what was allocated

@@ -327,16 +327,9 @@ public:
   // what was there. Walks down once per leaf block.
   status map_range(page_span span, std::uint64_t target, permission perm,
                    allocation may = allocation::allowed) noexcept {
-    const std::uint64_t value = format::make(target, perm);
-    if (const status s = check_mapping(target, perm, value); IOPT_UNLIKELY(s != status::ok))
+    if (const status s = check_range_mapping(span, target, perm); IOPT_UNLIKELY(s != status::ok))
       return s;
-    if (span.count() - 1 > ((UINT64_MAX - target) >> page_shift))
-      return status::wraps; // the last target would pass 2^64
-    const std::uint64_t last_target = target + ((span.count() - 1) << page_shift);
-    if (const status s = format::check(format::make(last_target, perm), page_shift);
-        s != status::ok)
-      return s;
-    return write_sequence(span, value, page_bytes, may);
+    return write_sequence(span, format::make(target, perm), page_bytes, may);
   }
   // The same for `pages` pages from IOBA `first`, located first.
   status map_range(ioba first, std::uint64_t target, std::uint64_t pages, permission perm,
@@ -468,11 +461,15 @@ public:
   // Reserves the levels below several spans at once, all or nothing:
   // for_each_span(fn) calls fn(page_span) for each span locate() made, in
   // ascending order, the same spans every time it is called. Install with
-  // install_each and the same spans.
+  // install_each and the same spans; with `written` true, the reservation
+  // is instead for the writes that install as they write (map_range and
+  // put_list taking a reservation).
   template <class Spans>
-  [[nodiscard]] level_reservation reserve_each(Spans&& for_each_span) noexcept {
+  [[nodiscard]] level_reservation reserve_each(Spans&& for_each_span,
+                                               bool written = false) noexcept {
     return tree_.reserve_each(
-        [&](auto&& range) { for_each_span([&](page_span s) { range(s.first(), s.last()); }); });
+        [&](auto&& range) { for_each_span([&](page_span s) { range(s.first(), s.last()); }); },
+        written);
   }
   // Publishes a reserve_each reservation's blocks below the same spans;
   // cannot fail.
@@ -480,6 +477,37 @@ public:
   void install_each(level_reservation& r, Spans&& for_each_span) noexcept {
     tree_.install_each(
         r, [&](auto&& range) { for_each_span([&](page_span s) { range(s.first(), s.last()); }); });
+  }
+
+  // The writes of a restore: map_range and put_list (values in a stated
+  // byte order, a check of the caller's, as above) into levels `r`
+  // reserved with reserve_each(..., written = true) below the span,
+  // installed as the entries are written, so that a new leaf block is
+  // written once instead of zeroed and then written. Nothing is allocated;
+  // the checks are those of the plain calls.
+  status map_range(level_reservation& r, page_span span, std::uint64_t target,
+                   permission perm) noexcept {
+    if (const status s = check_range_mapping(span, target, perm); IOPT_UNLIKELY(s != status::ok))
+      return s;
+    sequence_writer writer{{}, format::make(target, perm), page_bytes};
+    tree_.install_writing(r, span.first(), span.last(), writer);
+    changed(span.first(), span.last(), allocation::allowed);
+    return status::ok;
+  }
+  // The same for a list of values (see above).
+  template <std::endian Order, class Check>
+  status put_list(level_reservation& r, page_span span, ordered_values<Order> tces,
+                  Check&& check) noexcept {
+    constexpr bool swapped = ordered_values<Order>::swapped;
+    IOPT_ASSERT(span.count() == tces.size());
+    const std::uint64_t* stored = tces.stored.data();
+    const auto checked = runs::template check_list<swapped>(stored, tces.size(), check);
+    if (IOPT_UNLIKELY(checked.result != status::ok))
+      return checked.result;
+    typename runs::template list_writer<swapped> writer{stored};
+    tree_.install_writing(r, span.first(), span.last(), writer);
+    changed(span.first(), span.last(), allocation::allowed);
+    return status::ok;
   }
 
   // Empties the pages of `span`. Never allocates levels; with the
@@ -585,6 +613,17 @@ private:
       return status::not_aligned;
     page = rel >> page_shift;
     return status::ok;
+  }
+  // map_range's checks: the first target's, then that the last one neither
+  // wraps nor leaves the format's address bits.
+  static status check_range_mapping(page_span span, std::uint64_t target,
+                                    permission perm) noexcept {
+    if (const status s = check_mapping(target, perm, format::make(target, perm)); s != status::ok)
+      return s;
+    if (span.count() - 1 > ((UINT64_MAX - target) >> page_shift))
+      return status::wraps; // the last target would pass 2^64
+    const std::uint64_t last_target = target + ((span.count() - 1) << page_shift);
+    return format::check(format::make(last_target, perm), page_shift);
   }
   static status check_mapping(std::uint64_t target, permission perm, std::uint64_t value) noexcept {
     if (!is_valid(perm))
