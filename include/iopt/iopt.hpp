@@ -23,6 +23,7 @@
 #include <iopt/format/traits.hpp>
 
 #include <iopt/table/allocator.hpp>
+#include <iopt/table/change_tracker.hpp>
 #include <iopt/table/example_config.hpp>
 #include <iopt/table/geometry.hpp>
 #include <iopt/table/level_tree.hpp>
@@ -44,9 +45,11 @@
 
 #include <iopt/window/charging_allocator.hpp>
 #include <iopt/window/container.hpp>
+#include <iopt/window/dirty_log.hpp>
 #include <iopt/window/dma_window.hpp>
 #include <iopt/window/vfio_errno.hpp>
 
+#include <iopt/migrate/container_stream.hpp>
 #include <iopt/migrate/table_stream.hpp>
 
 #include <iopt/hcall/change_hook.hpp>

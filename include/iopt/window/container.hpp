@@ -33,6 +33,22 @@
 // middle of a range undoes everything the call did. unmap_dma unmaps what is
 // mapped in the range and says how many bytes that was. Removing a window
 // releases every pin and mapping count it held.
+//
+// Dirty log (for migrating guest RAM that devices write; VFIO type1 has the
+// same three steps in VFIO_IOMMU_DIRTY_PAGES). start_dirty_log, then
+// dirty_pages reports, per host page of a user address range, whether a
+// device may have written it since logging started or since the last report
+// that covered it: every page mapped writable in any window is dirty while
+// it stays mapped, and a page unmapped from a writable mapping (unmap_dma,
+// remove_window, reset) is dirty until a report covers it. Unmaps record
+// into a fixed array allocated at start (window/dirty_log.hpp), so logging
+// never makes an unmap fail; when the array is full, ranges merge and more
+// pages are reported, never fewer.
+//
+// Migration (migrate/container_stream.hpp). for_each_window and
+// for_each_user_run describe the windows and what their mappings map from;
+// rebuild makes a planned set of windows and maps runs into them privately,
+// and replaces the container's windows only when everything succeeded.
 #pragma once
 
 #include <algorithm>
@@ -52,6 +68,8 @@
 #include <iopt/prereg/target_log.hpp>
 #include <iopt/status.hpp>
 #include <iopt/table/geometry.hpp>
+#include <iopt/table/table_config.hpp>
+#include <iopt/window/dirty_log.hpp>
 #include <iopt/window/dma_window.hpp>
 
 namespace iopt {
@@ -79,6 +97,11 @@ struct container_options {
   // pages past them are translated a second time. 3 MiB of scratch at most
   // by default; 0 keeps none.
   std::size_t target_log_limit = target_log::default_limit;
+  // How many separate ranges of user memory unmapped from writable mappings
+  // the dirty log keeps between two reports (16 bytes each, allocated by
+  // start_dirty_log). Past that, a range joins its nearest neighbour: more
+  // pages reported dirty, never fewer.
+  std::size_t dirty_log_ranges = 1024;
 };
 
 // What query() answers: what create_window can still be asked for.
@@ -107,6 +130,41 @@ struct container_info {
   unsigned max_windows = max_dma_windows;
   // The most levels any configuration's table has.
   unsigned max_levels = 0;
+};
+
+// One window of a container, as for_each_window reports it and rebuild
+// takes it.
+struct window_description {
+  // Bus address of the window's first byte: 0 (the 32-bit window's slot) or
+  // huge_window_bus_offset (the 64-bit window's).
+  ioba start{};
+  // Size in bytes, a power of two.
+  std::uint64_t bytes = 0;
+  // log2 of the IOMMU page size.
+  unsigned page_shift = 0;
+  // Levels of the window's table.
+  unsigned levels = 0;
+  // Whether it is the default window (made by the container, not asked for).
+  bool is_default = false;
+  // Equal when every field is.
+  friend bool operator==(const window_description&, const window_description&) = default;
+};
+
+// A run of mapped pages of one window whose user addresses follow one
+// another, all mapped with the same permission: what a user asked map_dma
+// for, as far as it can be told from the mappings. Another host maps the
+// same run again from the same user memory.
+struct user_run {
+  // Bus address of the first page.
+  ioba first{};
+  // User address of the first page; page k of the run maps from + k pages.
+  ua from{};
+  // Number of IOMMU pages (at least 1).
+  std::uint64_t pages = 0;
+  // The permission the pages were mapped with.
+  permission perm = permission::none;
+  // Equal when every field is.
+  friend bool operator==(const user_run&, const user_run&) = default;
 };
 
 // A sPAPR TCE container whose windows use the table configurations Configs,
@@ -291,6 +349,8 @@ public:
       if (w.mapped_pages() == 0)
         return status::ok; // nothing to find, nothing to clear
       w.for_each_mapped_run(*span, [&](ua first, std::uint64_t n, permission p) {
+        if (can_write(p))
+          dirty_.record(first, n << window::page_shift);
         strategy_->unmap_pages(first, n, window::page_shift, p);
         unmapped += n << window::page_shift;
       });
@@ -352,6 +412,209 @@ public:
     return s;
   }
 
+  // ---- dirty log ---------------------------------------------------------------
+
+  // Starts the dirty log with nothing recorded (see the file comment). busy
+  // when it runs already; no_memory, with logging still off, when the room
+  // for container_options::dirty_log_ranges ranges cannot be had;
+  // invalid_parameter when that option is 0.
+  status start_dirty_log() noexcept { return dirty_.start(options_.dirty_log_ranges); }
+  // Stops the dirty log and forgets what it recorded; always ok.
+  status stop_dirty_log() noexcept {
+    dirty_.stop();
+    return status::ok;
+  }
+  // Whether the dirty log runs.
+  [[nodiscard]] bool dirty_logging() const noexcept { return dirty_.active(); }
+
+  // Reports which host pages of 2^host_page_shift bytes in the user range
+  // [first, first + size) a device may have written since logging started or
+  // since the last report that covered them, and forgets the unmaps it
+  // reports. Bit i of `bitmap` (bit i % 64 of word i / 64, counted from the
+  // least significant bit of a native word) is set when host page i of the
+  // range overlaps, even in part, a page mapped writable in either window
+  // now, or a writable mapping unmapped since. The words the range needs,
+  // ceil(pages / 64), are written in full (bits past the range are 0); words
+  // after them are not touched. Mapped pages stay dirty: the next report
+  // sets them again.
+  //
+  // Checked in this order, nothing changed on failure (bitmap included):
+  // not_permitted when logging is off; invalid_parameter for a size of 0 or
+  // a host page shift outside [min_host_page_shift, max_host_page_shift];
+  // not_aligned for a first address or size that is not a multiple of the
+  // host page; wraps for a range past 2^64; invalid_parameter for a bitmap
+  // of fewer words than the range needs. Costs the windows' mapped entries
+  // (a sparse walk, never the window size), the recorded ranges and the
+  // bitmap words each of them covers.
+  status dirty_pages(ua first, std::uint64_t size, unsigned host_page_shift,
+                     std::span<std::uint64_t> bitmap) noexcept {
+    if (!dirty_.active())
+      return status::not_permitted;
+    if (size == 0 || host_page_shift < min_host_page_shift || host_page_shift > max_host_page_shift)
+      return status::invalid_parameter;
+    if (!is_aligned(first, host_page_shift) || !is_aligned(size, host_page_shift))
+      return status::not_aligned;
+    const auto range = ua_range::make(first, size);
+    if (!range)
+      return status::wraps;
+    const std::uint64_t pages = size >> host_page_shift;
+    const std::uint64_t words = (pages >> 6) + ((pages & 63) != 0 ? 1 : 0);
+    if (bitmap.size() < words)
+      return status::invalid_parameter;
+    const std::span<std::uint64_t> out = bitmap.first(static_cast<std::size_t>(words));
+    std::fill(out.begin(), out.end(), std::uint64_t{0});
+    const std::uint64_t last = range->last().value();
+    detail::dirty_bitmap dirty(out, first.value(), last, host_page_shift);
+    for (const slot& s : slots_)
+      visit_window(s, [&](const auto& w) {
+        using window = std::decay_t<decltype(w)>;
+        if (w.mapped_pages() == 0)
+          return;
+        if (const auto whole = w.locate(w.range().first(), w.table().pages()))
+          w.for_each_mapped_run(*whole, [&](ua from, std::uint64_t n, permission p) {
+            if (can_write(p))
+              dirty.mark(from.value(), from.value() + ((n << window::page_shift) - 1));
+          });
+      });
+    dirty_.for_each_in(first.value(), last,
+                       [&](std::uint64_t lo, std::uint64_t hi) { dirty.mark(lo, hi); });
+    dirty_.forget(first.value(), last);
+    return status::ok;
+  }
+
+  // ---- migration ---------------------------------------------------------------
+
+  // Calls fn(const window_description&) for each window, in bus address
+  // order.
+  template <class Fn>
+  void for_each_window(Fn&& fn) const {
+    for (unsigned i = 0; i < max_dma_windows; ++i)
+      visit_window(slots_[i], [&](const auto& w) { fn(describe(w, is_default_[i])); });
+  }
+  // Whether the default window is still due: neither made nor cancelled
+  // (then no window exists).
+  [[nodiscard]] bool default_window_due() const noexcept { return !default_made_; }
+
+  // Calls on_run(const user_run&) for every run of mapped pages of the window
+  // that starts at `window_start` whose user addresses follow one another,
+  // with the permission map_dma was given (as the shadow table keeps it; with
+  // no shadow, the table's own), in bus order; not_found when no window
+  // starts there. Costs the window's allocated levels and mapped entries.
+  template <class OnRun>
+  status for_each_user_run(ioba window_start, OnRun&& on_run) const {
+    status found = status::not_found;
+    for (const slot& s : slots_)
+      visit_window(s, [&](const auto& w) {
+        if (w.range().first() != window_start)
+          return;
+        found = status::ok;
+        auto report = [&](const mapped_run& r) {
+          on_run(user_run{r.first, ua{r.target}, r.pages, r.perm});
+        };
+        if constexpr (std::decay_t<decltype(w)>::has_shadow)
+          w.shadow().for_each_run(report);
+        else
+          w.table().for_each_run(report); // the target is the user address
+      });
+    return found;
+  }
+
+  // Whether rebuild could make the windows of `plan` (with the default
+  // window still due after it when `default_due`), changing nothing. ok, or:
+  // invalid_parameter for a plan no container takes (more windows than
+  // slots, a start that is no slot's, two windows in one slot, a size that
+  // is not a power of two, a default window outside slot 0, any window while
+  // the default one is still due); unsupported for a window none of this
+  // container's configurations can make (page size, size, levels; 0 levels
+  // chooses them as create_window does), or a default window of another page
+  // size or size than this container's default.
+  [[nodiscard]] status check_plan(std::span<const window_description> plan,
+                                  bool default_due) const noexcept {
+    if (plan.size() > max_dma_windows || (default_due && !plan.empty()))
+      return status::invalid_parameter;
+    std::array<bool, max_dma_windows> taken{};
+    for (const window_description& d : plan) {
+      const unsigned at = slot_at(d.start);
+      if (at == max_dma_windows || taken[at] || !std::has_single_bit(d.bytes) ||
+          (d.is_default && at != 0))
+        return status::invalid_parameter;
+      taken[at] = true;
+      if (d.is_default &&
+          (d.page_shift != options_.default_page_shift || d.bytes != options_.default_window_bytes))
+        return status::unsupported;
+      const auto window_shift = static_cast<unsigned>(std::countr_zero(d.bytes));
+      if (window_shape(d.page_shift, window_shift, d.levels) != status::ok)
+        return status::unsupported;
+    }
+    return status::ok;
+  }
+
+  // Replaces the container's windows by those of `plan` and maps into them
+  // the runs `each_mapping` lists; all or nothing. each_mapping(map) calls
+  // map(const user_run&) for each run, returns the first status other than
+  // ok that map returns (ok when there is none) and must not throw.
+  //
+  // The new windows are made and the runs mapped into them privately,
+  // through the strategy as map_dma maps (v1 pins, and wants the container
+  // enabled; v2 maps from registered memory). Only when everything
+  // succeeded are the container's windows released and the new ones put in
+  // their slots; the change hook then hears every new run. On any failure
+  // the pages pinned or counted so far are released, the new windows go, and
+  // the container is as it was: windows, default window state, charges and
+  // pins. Both sets of windows are charged while the new one is built.
+  //
+  // Statuses: check_plan's; busy when any window of the container maps
+  // something; then those of map_dma for a run it would refuse
+  // (not_permitted, bad_permission, invalid_parameter for no permission or
+  // no pages, out_of_window for a run in no planned window or past its
+  // end, exists, wraps, not_aligned, the strategy's), or no_memory.
+  template <class EachMapping>
+  status rebuild(std::span<const window_description> plan, bool default_due,
+                 EachMapping&& each_mapping) noexcept {
+    if (const status s = check_plan(plan, default_due); s != status::ok)
+      return s;
+    for (const slot& s : slots_) {
+      bool mapped = false;
+      visit_window(s, [&](const auto& w) { mapped = w.mapped_pages() != 0; });
+      if (mapped)
+        return status::busy;
+    }
+    std::array<slot, max_dma_windows> fresh{};
+    for (const window_description& d : plan) {
+      auto made = make_window(d.start, d.page_shift,
+                              static_cast<unsigned>(std::countr_zero(d.bytes)), d.levels);
+      if (!made)
+        return made.error(); // the windows made so far go with `fresh`
+      fresh[slot_at(d.start)] = std::move(made).value();
+    }
+    status failed = status::ok;
+    const status listed = each_mapping([&](const user_run& run) noexcept {
+      if (failed == status::ok)
+        failed = map_planned(fresh, run);
+      return failed;
+    });
+    if (failed == status::ok)
+      failed = listed;
+    if (failed != status::ok) {
+      for (slot& s : fresh)
+        unmap_invisible(s);
+      return failed;
+    }
+    for (unsigned i = 0; i < max_dma_windows; ++i) {
+      release_slot(i); // maps nothing (checked above)
+      slots_[i] = std::move(fresh[i]);
+    }
+    for (const window_description& d : plan)
+      is_default_[slot_at(d.start)] = d.is_default;
+    default_made_ = !default_due;
+    if (changes_)
+      for (const slot& s : slots_)
+        visit_window(s, [&](const auto& w) {
+          w.table().for_each_run([&](const mapped_run& run) { changes_(true, run); });
+        });
+    return status::ok;
+  }
+
 private:
   // Calls fn(window) if the slot holds one (of whichever configuration).
   template <class Slot, class Fn>
@@ -369,6 +632,19 @@ private:
   }
   static constexpr ioba slot_start(unsigned i) noexcept {
     return ioba{i == 0 ? 0 : huge_window_bus_offset};
+  }
+  // The slot whose windows start at `start`; max_dma_windows for none.
+  static constexpr unsigned slot_at(ioba start) noexcept {
+    for (unsigned i = 0; i < max_dma_windows; ++i)
+      if (slot_start(i) == start)
+        return i;
+    return max_dma_windows;
+  }
+
+  template <class Window>
+  static window_description describe(const Window& w, bool is_default) noexcept {
+    return {w.range().first(), w.range().size(), Window::page_shift, Window::table_type::levels,
+            is_default};
   }
 
   bool may_map() const noexcept {
@@ -406,43 +682,68 @@ private:
                        static_cast<unsigned>(std::countr_zero(options_.default_window_bytes)), 0);
   }
 
-  // A window at `start` from the first configuration that fits, not yet placed.
-  result<slot> make_window(ioba start, unsigned page_shift, unsigned window_shift,
-                           unsigned levels) noexcept {
+  // What make_window checks before it allocates anything: ok when some
+  // configuration can hold the window; invalid_parameter for a page size
+  // the container has no configuration for, a size below one page or of
+  // 2^64 bytes, more levels than any table has; unsupported when no
+  // configuration fits.
+  status window_shape(unsigned page_shift, unsigned window_shift, unsigned levels) const noexcept {
     if (page_shift >= 64 || ((page_size_mask() >> page_shift) & 1) == 0)
       return status::invalid_parameter; // not a page size this container supports
     if (window_shift < page_shift || window_shift >= 64)
       return status::invalid_parameter; // smaller than one page, or no size at all
     if (levels > max_table_levels)
       return status::invalid_parameter; // more levels than any table can have
-    const std::uint64_t bytes = std::uint64_t{1} << window_shift;
+    for (unsigned want = 1; want <= max_table_levels; ++want)
+      if ((levels == 0 || want == levels) &&
+          (config_fits<Configs>(page_shift, window_shift, want, levels == 0) || ...))
+        return status::ok;
+    return status::unsupported;
+  }
+
+  // Whether a table of Config can hold the window: its page size and level
+  // count, enough index bits (within the hardware's, where it has the limit:
+  // tce_table::create refuses those, and a plan is checked without creating
+  // anything) and, with levels chosen automatically, blocks no larger than
+  // the container allows.
+  template <class Config>
+  bool config_fits(unsigned page_shift, unsigned window_shift, unsigned want,
+                   bool automatic) const noexcept {
+    using geometry = table_geometry<Config>;
+    if (geometry::page_shift != page_shift || geometry::levels != want)
+      return false;
+    const unsigned entries_bits = window_shift - page_shift;
+    if (entries_bits > geometry::max_entries_bits)
+      return false;
+    if (table_traits<Config>::hardware_index_limit &&
+        geometry::hardware_index_bits(entries_bits) + page_shift >= hardware_index_limit_bits)
+      return false;
+    return !automatic || geometry::largest_block_bytes(entries_bits) <= options_.max_block_bytes;
+  }
+
+  // A window at `start` from the first configuration that fits, not yet placed.
+  result<slot> make_window(ioba start, unsigned page_shift, unsigned window_shift,
+                           unsigned levels) noexcept {
+    if (const status s = window_shape(page_shift, window_shift, levels); s != status::ok)
+      return s;
     result<slot> made = status::unsupported; // nothing fits, until a configuration does
     bool placed = false;
     // Configurations are tried in order of their level counts, fewest first.
     for (unsigned want = 1; want <= max_table_levels && !placed; ++want) {
       if (levels != 0 && want != levels)
         continue;
-      (try_config<Configs>(start, page_shift, window_shift, want, levels == 0, bytes, made, placed),
-       ...);
+      (try_config<Configs>(start, page_shift, window_shift, want, levels == 0, made, placed), ...);
     }
     return made;
   }
 
   template <class Config>
   void try_config(ioba start, unsigned page_shift, unsigned window_shift, unsigned want,
-                  bool automatic, std::uint64_t bytes, result<slot>& made_slot,
-                  bool& placed) noexcept {
-    using geometry = table_geometry<Config>;
-    if (placed || geometry::page_shift != page_shift || geometry::levels != want)
+                  bool automatic, result<slot>& made_slot, bool& placed) noexcept {
+    if (placed || !config_fits<Config>(page_shift, window_shift, want, automatic))
       return;
-    if (window_shift - page_shift > geometry::max_entries_bits)
-      return;
-    if (automatic) {
-      const unsigned entries_bits = window_shift - page_shift;
-      if (geometry::largest_block_bytes(entries_bits) > options_.max_block_bytes)
-        return;
-    }
-    auto made = dma_window<Config, Accounting, shadow>::create(start, bytes, *accounting_);
+    auto made = dma_window<Config, Accounting, shadow>::create(
+        start, std::uint64_t{1} << window_shift, *accounting_);
     if (!made) {
       made_slot = made.error();
       return;
@@ -478,8 +779,11 @@ private:
     return w.locate(iova, size >> Window::page_shift);
   }
 
+  // Maps into `w` after map_dma's first checks; `report`: tell the change
+  // hook (not for a window that is not in its slot yet).
   template <class Window>
-  status map_in(Window& w, ioba iova, ua from, std::uint64_t size, permission perm) noexcept {
+  status map_in(Window& w, ioba iova, ua from, std::uint64_t size, permission perm,
+                bool report = true) noexcept {
     constexpr unsigned shift = Window::page_shift;
     const auto span = locate(w, iova, size);
     if (!span)
@@ -534,7 +838,7 @@ private:
       done += n;
     }
     w.count_mapped(pages);
-    if (changes_)
+    if (changes_ && report)
       w.table().for_each_run(*span, [&](const mapped_run& run) { changes_(true, run); });
     return status::ok;
   }
@@ -567,6 +871,8 @@ private:
         w.table().for_each_run([&](const mapped_run& run) { changes_(false, run); });
       if (const auto whole = w.locate(w.range().first(), w.table().pages()))
         w.for_each_mapped_run(*whole, [&](ua first, std::uint64_t pages, permission p) {
+          if (can_write(p))
+            dirty_.record(first, pages << window::page_shift);
           strategy_->unmap_pages(first, pages, window::page_shift, p);
         });
     });
@@ -574,11 +880,60 @@ private:
     is_default_[i] = false;
   }
 
+  // Maps a run of a rebuild into the planned window that holds it, with
+  // map_dma's checks; nothing is visible yet, so the change hook hears
+  // nothing.
+  status map_planned(std::array<slot, max_dma_windows>& planned, const user_run& run) noexcept {
+    if (!may_map())
+      return status::not_permitted;
+    if (!is_valid(run.perm))
+      return status::bad_permission;
+    if (run.perm == permission::none || run.pages == 0)
+      return status::invalid_parameter;
+    for (slot& s : planned) {
+      bool found = false;
+      status result = status::ok;
+      visit_window(s, [&](auto& w) {
+        using window = std::decay_t<decltype(w)>;
+        if (!w.range().contains(run.first))
+          return;
+        found = true;
+        if (run.pages > w.table().pages()) {
+          result = status::out_of_window; // and its size would not fit 64 bits
+          return;
+        }
+        const std::uint64_t size = run.pages << window::page_shift;
+        result = ua_range::make(run.from, size)
+                     ? map_in(w, run.first, run.from, size, run.perm, false)
+                     : status::wraps;
+      });
+      if (found)
+        return result;
+    }
+    return status::out_of_window;
+  }
+
+  // Gives back what a rebuild mapped into a window that never became
+  // visible (no device could use it: nothing is dirty), and the window.
+  void unmap_invisible(slot& s) noexcept {
+    visit_window(s, [&](auto& w) {
+      using window = std::decay_t<decltype(w)>;
+      if (w.mapped_pages() == 0)
+        return;
+      if (const auto whole = w.locate(w.range().first(), w.table().pages()))
+        w.for_each_mapped_run(*whole, [&](ua first, std::uint64_t pages, permission) {
+          strategy_->unmap_pages(first, pages, window::page_shift, permission::none);
+        });
+    });
+    s = std::monostate{};
+  }
+
   Strategy* strategy_;
   Accounting* accounting_;
   container_options options_;
   dma_change_hook changes_{};
-  target_log targets_; // scratch of map_in, reused from call to call
+  target_log targets_;    // scratch of map_in, reused from call to call
+  dirty_range_log dirty_; // writable ranges unmapped since their last report
   std::array<slot, max_dma_windows> slots_{};
   std::array<bool, max_dma_windows> is_default_{}; // the slot holds the default window
   bool default_made_ = false;

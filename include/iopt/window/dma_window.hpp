@@ -86,6 +86,8 @@ public:
   // The shadow table: what each entry mapped from, for undoing it (no_shadow
   // without one).
   [[nodiscard]] shadow_type& shadow() noexcept { return shadow_; }
+  // The same, read-only.
+  [[nodiscard]] const shadow_type& shadow() const noexcept { return shadow_; }
   // The bus addresses the window covers.
   [[nodiscard]] ioba_range range() const noexcept { return table_.window(); }
   // Bytes the window's tables hold now, shadow included: what is charged for
