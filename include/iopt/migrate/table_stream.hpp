@@ -54,9 +54,11 @@
 // restore() checks the whole stream before it changes anything: the magic,
 // the version, the configuration and window against the receiver's, every
 // record inside the window, in order and whole, every value one the format
-// accepts, the trailer's count, no byte past it. Then it builds the entries
-// in a new table and only then gives it to the receiver, so a failure,
-// no_memory included, leaves the receiver exactly as it was.
+// accepts, the trailer's count, no byte past it. Then it reserves every
+// level the entries need at once, so that no_memory leaves the receiver
+// exactly as it was, and only then writes them, which cannot fail; a new
+// leaf block is written once, whole, before it is published.
+// apply_changes() and import_dense() work the same way.
 #pragma once
 
 #include <algorithm>

@@ -9,7 +9,7 @@
 // levels on demand only the top level exists at creation; a lower block is
 // allocated when an entry below it is first set and installed with a
 // compare-and-swap, so two threads racing to create it end with one block
-// and no leak. Reads and clears never allocate.
+// and no leak. Reads and clears never allocate levels.
 //
 // Allocation is all or nothing (table/level_tree.hpp): an operation first
 // counts the blocks it lacks, allocates all of them privately, and only then
