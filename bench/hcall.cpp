@@ -44,6 +44,8 @@ public:
   bool is_ram(gpa first, std::uint64_t bytes) const noexcept {
     return first.value() < ram_bytes && bytes <= ram_bytes - first.value();
   }
+  // The RAM has no holes, as a guest's boot memory.
+  gpa_range known_ram() const noexcept { return *gpa_range::make(gpa{0}, ram_bytes); }
   void write_list(const std::vector<std::uint64_t>& tces) {
     for (std::size_t i = 0; i < tces.size(); ++i)
       list_[i] = to_big_endian(tces[i]); // PAPR lists are big-endian

@@ -58,6 +58,20 @@ struct config {
   using page_size = iopt::page_4k;
   static constexpr std::array<unsigned, 1> level_bits{10};
 };
+#elif IOPT_BAD_CONFIG == 8 // a normalize that moves the target
+struct shifting_format {
+  static constexpr std::uint64_t read_bit = 1, write_bit = 2;
+  static constexpr std::uint64_t to_memory(std::uint64_t v) noexcept { return v; }
+  static constexpr std::uint64_t from_memory(std::uint64_t m) noexcept { return m; }
+  static constexpr std::uint64_t normalize(std::uint64_t v) noexcept {
+    return (v & write_bit) ? (v | read_bit) + 0x1000 : v;
+  }
+};
+struct config {
+  using format = shifting_format;
+  using page_size = iopt::page_4k;
+  static constexpr std::array<unsigned, 1> level_bits{10};
+};
 #endif
 
 } // namespace

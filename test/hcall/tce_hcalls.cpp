@@ -13,14 +13,32 @@ using namespace iopt_test;
 
 namespace {
 
-template <class Config>
+// Guest RAM as buffer_guest_memory, of which the accessor vouches for only
+// a part in bulk: Known is how many eighths of the RAM known_ram() covers,
+// from 4 KiB in (so neither end is aligned to a larger page), or -1 for an
+// accessor without known_ram() at all. Targets outside it go to is_ram.
+template <int Known>
+class partly_known_memory : public buffer_guest_memory {
+public:
+  using buffer_guest_memory::buffer_guest_memory;
+  // Hides the base's; with Known == -1 the constraint removes it, so the
+  // front end sees an accessor without one.
+  gpa_range known_ram() const noexcept requires(Known >= 0) {
+    const gpa_range all = buffer_guest_memory::known_ram();
+    if (Known == 0)
+      return {};
+    return *gpa_range::make(all.first() + 4096, all.size() / 8 * Known - 4096);
+  }
+};
+
+template <class Config, class Memory = buffer_guest_memory>
 struct guest {
   using table_type = tce_table<Config>;
-  using hcalls_type = tce_hcalls<buffer_guest_memory, Config>;
+  using hcalls_type = tce_hcalls<Memory, Config>;
   static constexpr std::uint64_t page = table_type::page_bytes;
 
   std::uint64_t ram_bytes;
-  buffer_guest_memory memory;
+  Memory memory;
   table_type window = make_table<Config>();
   change_log log;
   std::vector<change>& changes = log.changes;
@@ -355,8 +373,8 @@ struct random_calls {
   }
 };
 
-template <class Config>
-status issue_random_call(guest<Config>& g, random_calls<Config>& r, hcall_path path,
+template <class Config, class Memory>
+status issue_random_call(guest<Config, Memory>& g, random_calls<Config>& r, hcall_path path,
                          std::vector<std::uint64_t>& list_used, std::uint64_t& first,
                          std::uint64_t& pages, int& kind, std::uint64_t& value) {
   first = r.page_index();
@@ -390,12 +408,12 @@ status issue_random_call(guest<Config>& g, random_calls<Config>& r, hcall_path p
 } // namespace
 
 namespace {
-template <class Config>
+template <class Config, class Memory = buffer_guest_memory>
 void random_hypercalls_against_model(std::uint64_t ram, std::uint64_t steps) {
   using table_type = tce_table<Config>;
   using format = typename table_type::format;
   constexpr std::uint64_t page = table_type::page_bytes;
-  guest<Config> g({}, ram);
+  guest<Config, Memory> g({}, ram);
   reference_model<table_type> model(g.window);
   random_calls<Config> r{std::mt19937_64(42 + table_type::page_shift + ram), g.window.pages(),
                          g.ram_pages()};
@@ -452,6 +470,17 @@ TEST_CASE_TEMPLATE("random hypercalls agree with a reference model", Config,
     random_hypercalls_against_model<Config>(guest_ram_bytes<Config> + tail, steps);
   }
   MESSAGE((2 * steps) << " hypercalls, " << steps << " for each size of RAM");
+}
+
+TEST_CASE_TEMPLATE("lists are checked the same whatever part of RAM the accessor vouches for",
+                   Config, IOPT_NAMED_CONFIGS(IOPT_TEST_CONFIG_ITEM) iopt_test::config_guest_4k) {
+  // None (no known_ram, or an empty one), or a part that starts 4 KiB in:
+  // targets outside it are RAM all the same, found by is_ram.
+  const std::uint64_t steps = soak_operations(3 * 1500) / 3;
+  const std::uint64_t ram = guest_ram_bytes<Config> + 4096;
+  random_hypercalls_against_model<Config, partly_known_memory<-1>>(ram, steps);
+  random_hypercalls_against_model<Config, partly_known_memory<0>>(ram, steps);
+  random_hypercalls_against_model<Config, partly_known_memory<5>>(ram, steps);
 }
 
 TEST_CASE_TEMPLATE("fast path then slow path gives what the slow path alone gives", Config,

@@ -18,7 +18,11 @@
 //                               of entries can be written and scanned in bulk
 //   F::from_memory(m)           memory form -> value, noexcept
 // Optional members, defaulted by format_traits (format/traits.hpp):
-//   F::normalize(v)             canonical value (hardware: write implies read)
+//   F::normalize(v)             canonical value (hardware: write implies read);
+//                               constexpr, and it may change only the
+//                               permission bits, as a function of them, so
+//                               that lists of values can be normalized in
+//                               bulk
 //   F::address_mask             bits a target address may use
 #pragma once
 
@@ -41,6 +45,37 @@ constexpr bool keeps_or_reverses_bytes() noexcept {
   else
     return false;
 }
+
+// Whether F::normalize (if F has one) changes only permission bits, and
+// only as they say: normalize(target | p) == target | normalize(p), with
+// normalize(p) holding permission bits alone. Sampled over every
+// combination of the two bits and targets across the address bits.
+template <class F>
+constexpr bool rewrites_only_permissions() noexcept {
+  constexpr std::uint64_t permissions = F::read_bit | F::write_bit;
+  constexpr std::uint64_t targets[] = {0, 0x1000, 0x7654'3210'f000, 0x8000'0000'0000'0000,
+                                       ~std::uint64_t{0xfff}};
+  for (const std::uint64_t p : {std::uint64_t{0}, F::read_bit, F::write_bit, permissions}) {
+    const std::uint64_t bits = F::normalize(p);
+    if ((bits & ~permissions) != 0)
+      return false;
+    for (const std::uint64_t t : targets)
+      if (F::normalize(t | p) != (t | bits))
+        return false;
+  }
+  return true;
+}
+template <class F>
+constexpr bool normalizes_permissions_only() noexcept {
+  if constexpr (!requires(std::uint64_t v) { F::normalize(v); })
+    return true;
+  else if constexpr (requires {
+                       typename std::integral_constant<bool, rewrites_only_permissions<F>()>;
+                     })
+    return rewrites_only_permissions<F>();
+  else
+    return false; // not constexpr
+}
 } // namespace detail
 
 // F is a TCE format: read_bit and write_bit are distinct single bits below
@@ -59,6 +94,7 @@ concept tce_format = requires(std::uint64_t v) {
   requires F::read_bit != F::write_bit;
   requires(F::read_bit | F::write_bit) < 4096; // fit below the smallest IOMMU page
   requires detail::keeps_or_reverses_bytes<F>();
+  requires detail::normalizes_permissions_only<F>();
 };
 
 } // namespace iopt

@@ -38,7 +38,11 @@ struct format_traits {
         noexcept->std::same_as<std::uint64_t>;
       },
       "TCE format: static std::uint64_t from_memory(std::uint64_t) noexcept is missing");
-  static_assert(!detail::keeps_or_reverses_bytes<F>() || tce_format<F>,
+  static_assert(detail::normalizes_permissions_only<F>(),
+                "TCE format: normalize must be constexpr and change only the permission bits, "
+                "as a function of them");
+  static_assert(!detail::keeps_or_reverses_bytes<F>() ||
+                    !detail::normalizes_permissions_only<F>() || tce_format<F>,
                 "TCE format: read_bit and write_bit must be distinct single bits below 4096");
 
   // The format these traits describe.

@@ -17,6 +17,12 @@
 //       path when reading would have to fault pages in.
 //   bool m.is_ram(gpa first, std::uint64_t bytes) const noexcept
 //       whether the whole range is guest RAM.
+// Optional:
+//   gpa_range m.known_ram() const noexcept
+//       a range all of which is guest RAM (empty if none is known): the
+//       front end takes targets inside it as RAM without calling is_ram, so
+//       that an indirect list is checked in bulk. It must not change while
+//       a call runs; RAM outside it still goes to is_ram.
 #pragma once
 
 #include <algorithm>
@@ -90,6 +96,8 @@ public:
 
   // Whether all of [first, first + bytes) lies in the buffer's RAM (for 0
   // bytes, whether `first` does). Faulting and slow-only pages still count.
+  // All of the RAM: it has no holes.
+  gpa_range known_ram() const noexcept { return ram_; }
   bool is_ram(gpa first, std::uint64_t bytes) const noexcept {
     // Written so that nothing wraps: offset and size both within the RAM.
     const std::uint64_t offset = first.value() - ram_.first().value();

@@ -25,6 +25,10 @@
 // level or a list page that would have to be faulted in gives too_hard with
 // nothing changed, and the same call on the slow path then completes it.
 //
+// An accessor may also tell a range that is all guest RAM (known_ram(), see
+// hcall/guest_memory.hpp); H_PUT_TCE_INDIRECT then vets the targets inside
+// it eight at a time instead of asking is_ram for each.
+//
 // Outcomes are status values; to_hcall (status.hpp) gives the PAPR return
 // code: H_SUCCESS, H_PARAMETER, H_TOO_HARD or H_HARDWARE. An unknown LIOBN is
 // status::not_found (H_PARAMETER). Unlike the kernel, a request for zero pages
@@ -142,16 +146,14 @@ public:
       // A private copy: validating in guest memory and reading it again to
       // write would let the guest change entries in between. It stays
       // big-endian, as PAPR lays it out; the table reads it in that form.
-      std::array<std::uint64_t, max_indirect_tces> list;
+      alignas(64) std::array<std::uint64_t, max_indirect_tces> list;
       const std::span<std::uint64_t> wanted(list.data(), npages);
       if (const status s = memory_->read(gpa{list_gpa}, std::as_writable_bytes(wanted), path);
           s != status::ok)
         return s;
       return reported(liobn, ioba{ioba_value}, npages,
                       window.put_list(*span, big_endian_values{wanted}, allocation_for(path),
-                                      [this](std::uint64_t tce, std::uint64_t pages) noexcept {
-                                        return check_ram<table_type>(tce, pages);
-                                      }));
+                                      ram_check<table_type>{this}));
     });
   }
 
@@ -226,6 +228,29 @@ private:
       return status::not_permitted;
     return status::ok;
   }
+
+  // An indirect list's check of its targets: check_ram, and the targets it
+  // accepts without asking (the pages inside the accessor's known_ram(),
+  // when it has one), so that lists are vetted in bulk.
+  template <class Table>
+  struct ram_check {
+    const tce_hcalls* calls;
+    status operator()(std::uint64_t tce, std::uint64_t pages) const noexcept {
+      return calls->check_ram<Table>(tce, pages);
+    }
+    detail::accepted_targets accepted_targets() const noexcept requires requires(const Memory& m) {
+      { m.known_ram() }
+      noexcept->std::same_as<gpa_range>;
+    }
+    {
+      const gpa_range ram = calls->memory_->known_ram();
+      const auto first = align_up(ram.first().value(), Table::page_shift);
+      if (ram.size() < Table::page_bytes || !first)
+        return {}; // no whole page
+      // The start of the last page that ends inside the RAM (first may pass it).
+      return {*first, align_down(ram.last().value() - (Table::page_bytes - 1), Table::page_shift)};
+    }
+  };
 
   Memory* memory_;
   tce_change_hook changes_{};

@@ -202,20 +202,25 @@ IOPT_AVX512 inline std::size_t match_run_avx512(const std::uint64_t* src, std::s
   __m512i v = avx512_sequence(value, step);
   const __m512i inc = _mm512_set1_epi64(static_cast<long long>(8 * step));
   std::size_t i = 0;
-  // Four vectors a step, their compares chained into one mask, so that a
-  // long run goes at the speed of the loads; the first four that hold a
-  // mismatch are looked at again one vector at a time below.
+  // Four vectors a step, their differences ORed into one (a chain of
+  // masked compares would wait on each other), so that a long run goes at
+  // the speed of the loads; the first four that hold a mismatch are looked
+  // at again one vector at a time below.
+  const __m512i inc2 = _mm512_add_epi64(inc, inc);
   for (; i + 4 <= n; i += 4, src += 32) {
     const __m512i v1 = _mm512_add_epi64(v, inc);
-    const __m512i v2 = _mm512_add_epi64(v1, inc);
-    const __m512i v3 = _mm512_add_epi64(v2, inc);
-    __mmask8 all = _mm512_cmpeq_epi64_mask(_mm512_load_si512(src), avx512_form<Swap>(v));
-    all = _mm512_mask_cmpeq_epi64_mask(all, _mm512_load_si512(src + 8), avx512_form<Swap>(v1));
-    all = _mm512_mask_cmpeq_epi64_mask(all, _mm512_load_si512(src + 16), avx512_form<Swap>(v2));
-    all = _mm512_mask_cmpeq_epi64_mask(all, _mm512_load_si512(src + 24), avx512_form<Swap>(v3));
-    if (all != 0xff)
+    const __m512i v2 = _mm512_add_epi64(v, inc2);
+    const __m512i v3 = _mm512_add_epi64(v1, inc2);
+    const __m512i d01 =
+        _mm512_or_si512(_mm512_xor_si512(_mm512_load_si512(src), avx512_form<Swap>(v)),
+                        _mm512_xor_si512(_mm512_load_si512(src + 8), avx512_form<Swap>(v1)));
+    const __m512i d23 =
+        _mm512_or_si512(_mm512_xor_si512(_mm512_load_si512(src + 16), avx512_form<Swap>(v2)),
+                        _mm512_xor_si512(_mm512_load_si512(src + 24), avx512_form<Swap>(v3)));
+    const __m512i differ = _mm512_or_si512(d01, d23);
+    if (_mm512_test_epi64_mask(differ, differ) != 0)
       break;
-    v = _mm512_add_epi64(v3, inc);
+    v = _mm512_add_epi64(v2, inc2);
   }
   for (; i < n; ++i, src += 8, v = _mm512_add_epi64(v, inc)) {
     const auto mask = static_cast<unsigned>(
@@ -268,16 +273,18 @@ IOPT_ALWAYS_INLINE void store_run(std::uint64_t* dst, std::size_t n, std::uint64
 }
 
 // Runs often end early (a list of short runs, a block with a few entries),
-// so the first min_vector_run entries are compared one by one and only a
-// run that goes on past them pays for setting up the vectors.
+// so the first `scalar_prefix` entries (min_vector_run unless the caller
+// expects a long run) are compared one by one and only a run that goes on
+// past them pays for setting up the vectors.
 template <bool Swap>
 IOPT_ALWAYS_INLINE std::size_t match_run(const std::uint64_t* src, std::size_t n,
                                          std::uint64_t value, std::uint64_t step,
-                                         vector_width width = vector_width::automatic) noexcept {
-  const std::size_t prefix = n < min_vector_run ? n : min_vector_run;
+                                         vector_width width = vector_width::automatic,
+                                         std::size_t scalar_prefix = min_vector_run) noexcept {
+  const std::size_t prefix = n < scalar_prefix ? n : scalar_prefix;
   std::size_t k = match_run_scalar<Swap>(src, prefix, value, step);
 #if IOPT_VECTOR_ENTRIES
-  if (k == min_vector_run && n > k) {
+  if (k == prefix && n > k) {
     if (width == vector_width::automatic)
       width = best_vector_width();
     if (width != vector_width::scalar) {

@@ -104,6 +104,11 @@ struct table_traits {
       !requires { &C::format::to_memory; } || detail::keeps_or_reverses_bytes<typename C::format>(),
       "table config: the format's to_memory must be constexpr and either keep the bytes "
       "of a value or reverse them (see format/tce_format.hpp)");
+  static_assert(
+      !requires { &C::format::read_bit; } ||
+          detail::normalizes_permissions_only<typename C::format>(),
+      "table config: the format's normalize must be constexpr and change only the permission "
+      "bits, as a function of them (see format/tce_format.hpp)");
   static_assert(tce_format<typename C::format>,
                 "table config: 'format' is not a TCE format (see format/tce_format.hpp)");
   static_assert(

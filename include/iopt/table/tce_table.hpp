@@ -360,7 +360,8 @@ public:
     constexpr bool swapped = ordered_values<Order>::swapped;
     IOPT_ASSERT(span.count() == tces.size());
     const std::uint64_t* stored = tces.stored.data();
-    const auto checked = runs::template check_list<swapped>(stored, tces.size(), check);
+    typename runs::checked_list checked;
+    runs::template check_list<swapped>(stored, tces.size(), check, checked);
     if (IOPT_UNLIKELY(checked.result != status::ok))
       return checked.result;
     if (!checked.maps_nothing())
@@ -368,7 +369,7 @@ public:
               tree_.ensure(span.first() + checked.first_set, span.first() + checked.last_set, may);
           s != status::ok)
         return s;
-    typename runs::template list_writer<swapped> writer{stored};
+    typename runs::template list_writer<swapped> writer{stored, &checked};
     walker::template walk<top>(tree_.top_block(), span.first(), span.last(), writer);
     changed(span.first(), span.last(), may);
     return status::ok;
@@ -501,10 +502,11 @@ public:
     constexpr bool swapped = ordered_values<Order>::swapped;
     IOPT_ASSERT(span.count() == tces.size());
     const std::uint64_t* stored = tces.stored.data();
-    const auto checked = runs::template check_list<swapped>(stored, tces.size(), check);
+    typename runs::checked_list checked;
+    runs::template check_list<swapped>(stored, tces.size(), check, checked);
     if (IOPT_UNLIKELY(checked.result != status::ok))
       return checked.result;
-    typename runs::template list_writer<swapped> writer{stored};
+    typename runs::template list_writer<swapped> writer{stored, &checked};
     tree_.install_writing(r, span.first(), span.last(), writer);
     changed(span.first(), span.last(), allocation::allowed);
     return status::ok;
