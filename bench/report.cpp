@@ -226,8 +226,10 @@ void summary_reporter::finish(const std::string& dir, bool quick) const {
   // goals of the hot-path work (README, "Benchmarks").
   for (const char* c : configs) {
     const std::string t = std::string("<iopt::") + c + ">";
-    add("map one page", c, "BM_map_one" + t, "", "");
-    add("translate one IOBA", c, "BM_translate_one" + t, "", "");
+    add("map one page", c, "BM_map_one" + t, "BM_flat_array_store" + t, "", {{baseline, 0.5}},
+        "baseline: a store to a flat array at the same index");
+    add("translate one IOBA", c, "BM_translate_one" + t, "BM_flat_array_load" + t, "",
+        {{baseline, 0.5}}, "baseline: a load from a flat array at the same index");
     for (const char* n : {"512", "65536"})
       add(std::string("map_range, ") + n + " pages", c, "BM_map_range" + t + "/" + n,
           "BM_baseline_per_entry_walk" + t + "/" + n, std::string("BM_memset_entries/") + n,

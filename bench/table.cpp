@@ -73,10 +73,11 @@ void BM_map_one(benchmark::State& state) {
   auto t = make_table<Config>();
   constexpr std::uint64_t page = tce_table<Config>::page_bytes;
   require(t.map_range(at_page(t, 0), 0, 256, permission::read) == status::ok, "prefault");
+  const ioba base = at_page(t, 0); // found once, as the flat array's base
   std::uint64_t i = 0;
   for (auto _ : state) {
     const std::uint64_t slot = i++ & 255;
-    benchmark::DoNotOptimize(t.map(at_page(t, slot), slot * page, permission::read_write));
+    benchmark::DoNotOptimize(t.map(base + slot * page, slot * page, permission::read_write));
   }
   state.SetItemsProcessed(state.iterations());
 }
@@ -85,10 +86,47 @@ template <class Config>
 void BM_translate_one(benchmark::State& state) {
   auto t = make_table<Config>();
   require(t.map_range(at_page(t, 0), 0, 256, permission::read) == status::ok, "prefault");
+  const ioba base = at_page(t, 0);
   std::uint64_t i = 0;
   for (auto _ : state) {
-    const auto r = t.translate(at_page(t, i++ & 255) + 0x123);
+    const auto r = t.translate(base + ((i++ & 255) << tce_table<Config>::page_shift) + 0x123);
     benchmark::DoNotOptimize(r);
+  }
+  state.SetItemsProcessed(state.iterations());
+}
+
+// Their limit: a store to and a load from a flat array of entries in the
+// table's memory form, at the same index, found from the same bus address
+// (what a single-level table with no checks would do).
+template <class Config>
+void BM_flat_array_store(benchmark::State& state) {
+  using format = typename tce_table<Config>::format;
+  constexpr unsigned shift = tce_table<Config>::page_shift;
+  iopt_bench::entry_buffer entries(256);
+  const std::uint64_t base = bench_window<Config>::offset;
+  std::uint64_t i = 0;
+  for (auto _ : state) {
+    const std::uint64_t slot = i++ & 255;
+    const std::uint64_t bus = base + (slot << shift);
+    benchmark::DoNotOptimize(entries.data()[(bus - base) >> shift] = format::to_memory(
+                                 format::make(slot << shift, permission::read_write)));
+  }
+  state.SetItemsProcessed(state.iterations());
+}
+
+template <class Config>
+void BM_flat_array_load(benchmark::State& state) {
+  using format = typename tce_table<Config>::format;
+  constexpr unsigned shift = tce_table<Config>::page_shift;
+  iopt_bench::entry_buffer entries(256);
+  for (std::uint64_t slot = 0; slot < 256; ++slot)
+    entries.data()[slot] = format::to_memory(format::make(slot << shift, permission::read));
+  const std::uint64_t base = bench_window<Config>::offset;
+  std::uint64_t i = 0;
+  for (auto _ : state) {
+    const std::uint64_t bus = base + ((i++ & 255) << shift) + 0x123;
+    const std::uint64_t value = format::from_memory(entries.data()[(bus - base) >> shift]);
+    benchmark::DoNotOptimize(format::target(value, shift) | (bus & ((1u << shift) - 1)));
   }
   state.SetItemsProcessed(state.iterations());
 }
@@ -193,6 +231,8 @@ void BM_iterate_1g_contiguous(benchmark::State& state) {
 
 IOPT_BENCH_ALL_CONFIGS(BM_map_one);
 IOPT_BENCH_ALL_CONFIGS(BM_translate_one);
+IOPT_BENCH_ALL_CONFIGS(BM_flat_array_store);
+IOPT_BENCH_ALL_CONFIGS(BM_flat_array_load);
 namespace {
 // The picture's run lengths that fit the configuration's benchmark window.
 template <class Config>

@@ -660,6 +660,16 @@ private:
   // The pages of span get value, value + step, value + 2 step, ...
   status write_sequence(page_span span, std::uint64_t value, std::uint64_t step,
                         allocation may) noexcept {
+    // A span inside one leaf block that exists (a guest's buffer, mapped
+    // again): one descent, no search for missing levels.
+    if constexpr (geometry::levels > 1)
+      if ((span.first() ^ span.last()) >> geometry::index_shift(1) == 0)
+        if (std::uint64_t* e = walker::template leaf_entry<top>(tree_.top_block(), span.first());
+            IOPT_LIKELY(e != nullptr)) {
+          runs::store_values(e, span.count(), value, step);
+          changed(span.first(), span.last(), may);
+          return status::ok;
+        }
     if (const status s = tree_.ensure(span.first(), span.last(), may); s != status::ok)
       return s;
     sequence_writer writer{{}, value, step};
