@@ -94,10 +94,10 @@ public:
     return status::ok;
   }
 
-  // Whether all of [first, first + bytes) lies in the buffer's RAM (for 0
-  // bytes, whether `first` does). Faulting and slow-only pages still count.
   // All of the RAM: it has no holes.
   gpa_range known_ram() const noexcept { return ram_; }
+  // Whether all of [first, first + bytes) lies in the buffer's RAM (for 0
+  // bytes, whether `first` does). Faulting and slow-only pages still count.
   bool is_ram(gpa first, std::uint64_t bytes) const noexcept {
     // Written so that nothing wraps: offset and size both within the RAM.
     const std::uint64_t offset = first.value() - ram_.first().value();
