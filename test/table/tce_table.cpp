@@ -8,7 +8,10 @@
 #include <range/v3/view/filter.hpp>
 #include <range/v3/view/transform.hpp>
 
+#include <functional>
 #include <ranges>
+#include <utility>
+#include <vector>
 
 using namespace iopt;
 using namespace iopt_test;
@@ -291,6 +294,50 @@ TEST_CASE_TEMPLATE("a table can be moved", Config, IOPT_TEST_CONFIGS) {
   CHECK(t.map(ioba{0}, 0, permission::read) == status::out_of_window);
   t = std::move(moved);
   CHECK(take_snapshot(t) == before);
+}
+
+TEST_CASE_TEMPLATE("empty() follows every kind of write, and a failed one changes nothing", Config,
+                   IOPT_TEST_CONFIGS) {
+  using table_type = tce_table<Config>;
+  const std::uint64_t page = table_type::page_bytes;
+  const std::uint64_t value = 9 * page | 1; // read
+  std::vector<std::uint64_t> list{value, value + page};
+  // Each kind of write, on a new table and on one written and emptied again.
+  const std::vector<std::pair<const char*, std::function<status(table_type&, ioba)>>> writes{
+      {"map", [&](table_type& t, ioba at) { return t.map(at, 9 * page, permission::read); }},
+      {"map_range",
+       [&](table_type& t, ioba at) { return t.map_range(at, 9 * page, 2, permission::read); }},
+      {"put", [&](table_type& t, ioba at) { return t.put(at, value); }},
+      {"xchg", [&](table_type& t, ioba at) { return t.xchg(at, value).error(); }},
+      {"put_list", [&](table_type& t, ioba at) { return t.put_list(at, list); }},
+      {"fill", [&](table_type& t, ioba at) { return t.fill(at, 2, value); }},
+  };
+  for (const auto& [name, write] : writes) {
+    for (const bool emptied_before : {false, true}) {
+      CAPTURE(name);
+      CAPTURE(emptied_before);
+      auto t = make_table<Config>();
+      CHECK(t.empty());
+      const ioba last_page = page_address(t, t.pages() - 1);
+      if (emptied_before) {
+        REQUIRE(t.map(last_page, 0, permission::read) == status::ok);
+        CHECK_FALSE(t.empty());
+        REQUIRE(t.unmap(last_page) == status::ok);
+        CHECK(t.empty());
+      }
+      // Writes that set nothing leave it empty: a bad one, and zeros.
+      CHECK(write(t, page_address(t, t.pages() - 1) + 1) == status::not_aligned);
+      CHECK(t.put(last_page, 0) == status::ok);
+      CHECK(t.fill(page_address(t, 0), 2, 0) == status::ok);
+      CHECK(t.empty());
+      REQUIRE(write(t, page_address(t, 1)) == status::ok);
+      CHECK_FALSE(t.empty());
+      table_type moved(std::move(t));
+      CHECK_FALSE(moved.empty());
+      CHECK(moved.clear(page_address(moved, 0), 4) == status::ok);
+      CHECK(moved.empty());
+    }
+  }
 }
 
 // ---------------------------------------------------------------------------

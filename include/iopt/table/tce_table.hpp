@@ -35,6 +35,7 @@
 #pragma once
 
 #include <algorithm>
+#include <atomic>
 #include <bit>
 #include <cstddef>
 #include <cstdint>
@@ -167,7 +168,8 @@ public:
 
   // Takes over other's window and levels; other is left with no window.
   tce_table(tce_table&& other) noexcept
-      : tree_(std::move(other.tree_)), changes_(std::move(other.changes_)), offset_(other.offset_),
+      : tree_(std::move(other.tree_)), changes_(std::move(other.changes_)),
+        write_hooks_(other.write_hooks_.load(std::memory_order_relaxed)), offset_(other.offset_),
         pages_(std::exchange(other.pages_, 0)) {}
   // Gives back this table's levels, then takes over other's window and
   // levels; other is left with no window.
@@ -175,6 +177,8 @@ public:
     if (this != &other) {
       tree_ = std::move(other.tree_);
       changes_ = std::move(other.changes_);
+      write_hooks_.store(other.write_hooks_.load(std::memory_order_relaxed),
+                         std::memory_order_relaxed);
       offset_ = other.offset_;
       pages_ = std::exchange(other.pages_, 0);
     }
@@ -195,16 +199,20 @@ public:
   [[nodiscard]] std::uint64_t pages() const noexcept { return pages_; }
   // Bytes held by the table's levels right now.
   [[nodiscard]] std::size_t memory_bytes() const noexcept { return tree_.bytes(); }
-  // Whether no entry is set. With levels on demand, a tree of the top block
-  // alone holds no entry, which is seen without a scan; otherwise the
-  // entries are scanned (the cost of next_run).
+  // Whether no entry is set. Seen without a scan where the table was never
+  // written since create() (a receiver made for restore or import_dense)
+  // and, with levels on demand, where the tree is the top block alone;
+  // otherwise the entries are scanned (the cost of next_run).
   [[nodiscard]] bool empty() const noexcept {
     if (pages_ == 0)
       return true;
-    if constexpr (levels > 1 && traits::levels_on_demand)
-      if (tree_.bytes() ==
-          geometry::top_block_bytes(static_cast<unsigned>(std::countr_zero(pages_))))
+    if constexpr (empty_needs_scan) {
+      if ((write_hooks_.load(std::memory_order_relaxed) & hook_never_written) != 0)
         return true;
+    } else if (tree_.bytes() ==
+               geometry::top_block_bytes(static_cast<unsigned>(std::countr_zero(pages_)))) {
+      return true;
+    }
     return !next_run(0);
   }
   // The allocator the levels come from and go back to.
@@ -581,11 +589,17 @@ public:
   status start_tracking() noexcept {
     if (pages_ == 0)
       return status::invalid_parameter;
-    return changes_.start(static_cast<unsigned>(std::countr_zero(pages_)));
+    const status s = changes_.start(static_cast<unsigned>(std::countr_zero(pages_)));
+    if (s == status::ok)
+      write_hooks_.fetch_or(hook_tracking, std::memory_order_relaxed);
+    return s;
   }
   // Stops tracking and forgets the marks. Must not overlap other uses of the
   // table.
-  void stop_tracking() noexcept { changes_.stop(); }
+  void stop_tracking() noexcept {
+    write_hooks_.fetch_and(static_cast<unsigned char>(~hook_tracking), std::memory_order_relaxed);
+    changes_.stop();
+  }
   // Whether changes are being tracked.
   [[nodiscard]] bool tracking() const noexcept { return changes_.active(); }
   // Bytes the tracker holds now (heap memory, not the table's levels).
@@ -737,15 +751,38 @@ private:
       collector.emit();
   }
 
-  // Marks pages [first, last] changed while tracking (after writing them).
+  // After writing pages [first, last]: the write hooks that are due, if any
+  // (one load and an untaken branch when none is).
   IOPT_ALWAYS_INLINE void changed(std::uint64_t first, std::uint64_t last,
                                   allocation may) noexcept {
-    if (IOPT_UNLIKELY(changes_.active()))
+    if (IOPT_UNLIKELY(write_hooks_.load(std::memory_order_relaxed) != 0))
+      run_write_hooks(first, last, may);
+  }
+  // Forgets that the table was never written, and marks the pages while
+  // tracking.
+  void run_write_hooks(std::uint64_t first, std::uint64_t last, allocation may) noexcept {
+    if ((write_hooks_.load(std::memory_order_relaxed) & hook_never_written) != 0)
+      write_hooks_.fetch_and(static_cast<unsigned char>(~hook_never_written),
+                             std::memory_order_relaxed);
+    if (changes_.active())
       changes_.mark(first, last, may == allocation::allowed);
   }
 
+  // Whether empty() has to look at entries to know: the leaves exist from
+  // the start (one level, or levels made up front), so the tree's size says
+  // nothing.
+  static constexpr bool empty_needs_scan = levels == 1 || !traits::levels_on_demand;
+  // The bits of write_hooks_.
+  static constexpr unsigned char hook_tracking = 1;      // mark changes_
+  static constexpr unsigned char hook_never_written = 2; // empty() needs no scan
+
   tree_type tree_;
   change_tracker<> changes_; // off unless start_tracking()
+  // What a write must do besides writing: mark the tracker while tracking;
+  // and, until the first write since create() where empty() would scan,
+  // forget that the table was never written (an empty() racing with that
+  // first write may answer either way).
+  std::atomic<unsigned char> write_hooks_{empty_needs_scan ? hook_never_written : 0};
   std::uint64_t offset_ = 0; // bus offset of the window
   std::uint64_t pages_ = 0;  // IOMMU pages in the window (a power of two)
 };
