@@ -8,6 +8,7 @@
 #include <iopt/configs.hpp>
 #include <iopt/table/tce_table.hpp>
 
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <vector>
@@ -163,16 +164,19 @@ void BM_baseline_per_entry_walk(benchmark::State& state) {
   iopt_bench::set_entry_counters(state, pages);
 }
 
-// 3. Clear of a whole 2 GiB window, every entry set.
+// 3. Clear of a whole 2 GiB window, every entry set. Manual time: only the
+// clear is timed (pausing the library's timer around the refill costs
+// microseconds, as much as the clear of a window of 64 KiB pages).
 template <class Config>
 void BM_clear_2g_window(benchmark::State& state) {
   auto t = make_table<Config>(std::uint64_t{1} << 31);
   for (auto _ : state) {
-    state.PauseTiming();
     require(t.map_range(t.window().first(), 0, t.pages(), permission::read) == status::ok, "fill");
-    state.ResumeTiming();
+    const auto start = std::chrono::steady_clock::now();
     benchmark::DoNotOptimize(t.clear(t.window().first(), t.pages()));
     benchmark::ClobberMemory();
+    state.SetIterationTime(
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
   }
   iopt_bench::set_entry_counters(state, t.pages());
 }
@@ -247,6 +251,6 @@ void map_range_sweep(benchmark::internal::Benchmark* b) {
 
 IOPT_BENCH_ALL_CONFIGS(BM_map_range, ->Apply(map_range_sweep<C>));
 IOPT_BENCH_ALL_CONFIGS(BM_baseline_per_entry_walk, ->Apply(map_range_sweep<C>));
-IOPT_BENCH_ALL_CONFIGS(BM_clear_2g_window, ->Unit(benchmark::kMicrosecond));
+IOPT_BENCH_ALL_CONFIGS(BM_clear_2g_window, ->UseManualTime()->Unit(benchmark::kMicrosecond));
 BENCHMARK_TEMPLATE(BM_iterate_mapped, iopt::config_huge_window)->Arg(64)->Arg(256)->Arg(1024);
 BENCHMARK_TEMPLATE(BM_iterate_1g_contiguous, iopt::config_huge_window);
