@@ -66,7 +66,7 @@ TEST_CASE_TEMPLATE("match_run stops at the first entry that breaks the run", Swa
   for (const vector_width width : widths_here()) {
     for (const std::uint64_t step : steps) {
       for (std::size_t at = 0; at < 9; ++at) {
-        const std::size_t n = 100;
+        const std::size_t n = 150; // two steps of eight vectors, then the rest
         alignas(64) std::array<std::uint64_t, slots> block{};
         const std::uint64_t value = 0xffff'ffff'ffff'0003 - at; // wraps inside the run
         for (std::size_t k = 0; k < n; ++k)

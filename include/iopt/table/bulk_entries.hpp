@@ -210,31 +210,42 @@ IOPT_AVX512 inline void store_run_avx512(std::uint64_t* dst, std::size_t n, std:
     _mm512_store_si512(dst, avx512_form<Swap>(v));
 }
 
+// The bits in which the vector at `at` differs from `want` (in memory form).
+template <bool Swap>
+IOPT_AVX512 inline __m512i avx512_differs(const std::uint64_t* at, __m512i want) noexcept {
+  return _mm512_xor_si512(_mm512_load_si512(at), avx512_form<Swap>(want));
+}
+
 template <bool Swap>
 IOPT_AVX512 inline std::size_t match_run_avx512(const std::uint64_t* src, std::size_t n,
                                                 std::uint64_t value, std::uint64_t step) noexcept {
   __m512i v = avx512_sequence(value, step);
   const __m512i inc = _mm512_set1_epi64(static_cast<long long>(8 * step));
   std::size_t i = 0;
-  // Four vectors a step, their differences ORed into one (a chain of
+  // Eight vectors a step, their differences ORed into one (a chain of
   // masked compares would wait on each other), so that a long run goes at
-  // the speed of the loads; the first four that hold a mismatch are looked
+  // the speed of the loads; the first eight that hold a mismatch are looked
   // at again one vector at a time below.
   const __m512i inc2 = _mm512_add_epi64(inc, inc);
-  for (; i + 4 <= n; i += 4, src += 32) {
+  const __m512i inc4 = _mm512_add_epi64(inc2, inc2);
+  for (; i + 8 <= n; i += 8, src += 64) {
     const __m512i v1 = _mm512_add_epi64(v, inc);
     const __m512i v2 = _mm512_add_epi64(v, inc2);
     const __m512i v3 = _mm512_add_epi64(v1, inc2);
-    const __m512i d01 =
-        _mm512_or_si512(_mm512_xor_si512(_mm512_load_si512(src), avx512_form<Swap>(v)),
-                        _mm512_xor_si512(_mm512_load_si512(src + 8), avx512_form<Swap>(v1)));
-    const __m512i d23 =
-        _mm512_or_si512(_mm512_xor_si512(_mm512_load_si512(src + 16), avx512_form<Swap>(v2)),
-                        _mm512_xor_si512(_mm512_load_si512(src + 24), avx512_form<Swap>(v3)));
-    const __m512i differ = _mm512_or_si512(d01, d23);
+    const __m512i v4 = _mm512_add_epi64(v, inc4);
+    const __m512i v5 = _mm512_add_epi64(v1, inc4);
+    const __m512i v6 = _mm512_add_epi64(v2, inc4);
+    const __m512i v7 = _mm512_add_epi64(v3, inc4);
+    const __m512i d0123 = _mm512_or_si512(
+        _mm512_or_si512(avx512_differs<Swap>(src, v), avx512_differs<Swap>(src + 8, v1)),
+        _mm512_or_si512(avx512_differs<Swap>(src + 16, v2), avx512_differs<Swap>(src + 24, v3)));
+    const __m512i d4567 = _mm512_or_si512(
+        _mm512_or_si512(avx512_differs<Swap>(src + 32, v4), avx512_differs<Swap>(src + 40, v5)),
+        _mm512_or_si512(avx512_differs<Swap>(src + 48, v6), avx512_differs<Swap>(src + 56, v7)));
+    const __m512i differ = _mm512_or_si512(d0123, d4567);
     if (_mm512_test_epi64_mask(differ, differ) != 0)
       break;
-    v = _mm512_add_epi64(v2, inc2);
+    v = _mm512_add_epi64(v4, inc4);
   }
   for (; i < n; ++i, src += 8, v = _mm512_add_epi64(v, inc)) {
     const auto mask = static_cast<unsigned>(
