@@ -312,7 +312,9 @@ TEST_CASE_TEMPLATE("empty() follows every kind of write, and a failed one change
       {"put_list", [&](table_type& t, ioba at) { return t.put_list(at, list); }},
       {"fill", [&](table_type& t, ioba at) { return t.fill(at, 2, value); }},
   };
-  for (const auto& [name, write] : writes) {
+  for (const auto& named_write : writes) {
+    const char* const name = named_write.first; // not a structured binding: CAPTURE takes it
+    const auto& write = named_write.second;
     for (const bool emptied_before : {false, true}) {
       CAPTURE(name);
       CAPTURE(emptied_before);
