@@ -45,6 +45,20 @@ private:
   std::uint64_t* data_;
 };
 
+// The scan limit: reads every byte of n entries as memchr does, looking
+// for the byte 0xa5 and going on after each hit; returns the hits, so the
+// reads cannot be dropped (0 over a buffer that holds no such byte).
+inline std::size_t scan_entries(const std::uint64_t* entries, std::size_t n) {
+  const auto* at = reinterpret_cast<const unsigned char*>(entries);
+  const auto* const end = at + n * sizeof(std::uint64_t);
+  std::size_t hits = 0;
+  while (const void* found = std::memchr(at, 0xa5, static_cast<std::size_t>(end - at))) {
+    at = static_cast<const unsigned char*>(found) + 1;
+    ++hits;
+  }
+  return hits;
+}
+
 // Items are entries; bytes are the 8 bytes of each, so a benchmark's bytes per
 // second compares directly with memset and the scan of the same count.
 inline void set_entry_counters(benchmark::State& state, std::size_t entries_per_iteration) {

@@ -200,19 +200,6 @@ void BM_snapshot_changes(benchmark::State& state) {
   state.counters["increment_bytes"] = static_cast<double>(increment_bytes);
 }
 
-// Reads every byte of `entries` as the scan limit does (memchr for a byte,
-// going on after each hit); returns the hits so the reads cannot be dropped.
-std::size_t scan_bytes(std::span<const std::uint64_t> entries) {
-  const auto* at = reinterpret_cast<const unsigned char*>(entries.data());
-  const auto* const end = at + entries.size_bytes();
-  std::size_t hits = 0;
-  while (const void* found = std::memchr(at, 0xa5, static_cast<std::size_t>(end - at))) {
-    at = static_cast<const unsigned char*>(found) + 1;
-    ++hits;
-  }
-  return hits;
-}
-
 // Dense import of a 2 GiB window of 4 KiB pages (2^19 entries) holding
 // 1000 scattered entries, into an empty table made untimed. Making the
 // table passes its levels through the cache (4 MiB of zeros for the flat
@@ -233,7 +220,7 @@ void BM_import_dense_2g_1000(benchmark::State& state) {
     {
       const auto unused = must(table::create(ioba{0}, std::uint64_t{1} << 31));
       const auto start = std::chrono::steady_clock::now();
-      benchmark::DoNotOptimize(scan_bytes(dense));
+      benchmark::DoNotOptimize(iopt_bench::scan_entries(dense.data(), dense.size()));
       scan_seconds = seconds_since(start);
     }
     auto receiver = must(table::create(ioba{0}, std::uint64_t{1} << 31));
