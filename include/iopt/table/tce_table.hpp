@@ -313,8 +313,8 @@ public:
 
   // Where a byte of bus address space leads; not_found when its page is not mapped.
   [[nodiscard]] result<translation> translate(ioba a) const noexcept {
-    const std::uint64_t rel = a.value() - offset_;
-    if (IOPT_UNLIKELY(a.value() < offset_ || (rel >> page_shift) >= pages_))
+    const std::uint64_t rel = a.value() - offset_; // below the window: past its end
+    if (IOPT_UNLIKELY((rel >> page_shift) >= pages_))
       return status::out_of_window;
     const std::uint64_t* e = walker::template leaf_entry<top>(tree_.top_block(), rel >> page_shift);
     if (e == nullptr)
@@ -621,13 +621,15 @@ private:
 
   // ---- validation (every check happens before any change) -------------------
 
+  // One compare accepts an IOBA: below the window, its offset wraps past the
+  // window's end (a window never reaches 2^64); inside a page, the rotate
+  // carries the page offset to the top bits. Only a refusal looks at which.
   status check_ioba(ioba a, std::uint64_t& page) const noexcept {
     const std::uint64_t rel = a.value() - offset_;
-    if (a.value() < offset_ || (rel >> page_shift) >= pages_)
-      return status::out_of_window;
-    if ((rel & (page_bytes - 1)) != 0)
-      return status::not_aligned;
-    page = rel >> page_shift;
+    const std::uint64_t rotated = std::rotr(rel, page_shift);
+    if (IOPT_UNLIKELY(rotated >= pages_))
+      return (rel >> page_shift) >= pages_ ? status::out_of_window : status::not_aligned;
+    page = rotated;
     return status::ok;
   }
   // map_range's checks: the first target's, then that the last one neither

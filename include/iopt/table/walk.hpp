@@ -75,9 +75,11 @@ struct walker {
   static std::uint64_t encode_indirect(const std::uint64_t* block) noexcept {
     return fmt::to_memory(reinterpret_cast<std::uintptr_t>(block) | fmt::permission_bits);
   }
+  // Only encode_indirect writes indirect entries, so the low bits of one
+  // are exactly the permission bits: subtracting them (rather than masking)
+  // folds into the address of the load that follows.
   IOPT_ALWAYS_INLINE static std::uint64_t* decode_indirect(std::uint64_t raw) noexcept {
-    return reinterpret_cast<std::uint64_t*>(fmt::from_memory(raw) &
-                                            ~std::uint64_t{min_indirect_alignment - 1});
+    return reinterpret_cast<std::uint64_t*>(fmt::from_memory(raw) - fmt::permission_bits);
   }
 
   // The slot of `Level` that holds page index `page`. The top level is sized
@@ -135,11 +137,13 @@ struct walker {
   template <unsigned Level>
   IOPT_ALWAYS_INLINE static std::uint64_t* leaf_entry(std::uint64_t* block,
                                                       std::uint64_t page) noexcept {
-    std::uint64_t& entry = block[slot<Level>(page)];
+    std::uint64_t* const entry = block + slot<Level>(page);
     if constexpr (Level == 0) {
-      return &entry;
+      if (entry == nullptr) // never: saying so spares the callers a test
+        __builtin_unreachable();
+      return entry;
     } else {
-      const std::uint64_t raw = load_entry(entry, std::memory_order_acquire);
+      const std::uint64_t raw = load_entry(*entry, std::memory_order_acquire);
       if (IOPT_UNLIKELY(raw == 0))
         return nullptr;
       return leaf_entry<Level - 1>(decode_indirect(raw), page);
