@@ -29,7 +29,10 @@ constexpr std::uint64_t window_bytes<config_huge_window> = std::uint64_t{1} << 4
 
 // A guest with 1 TiB of RAM of which only the page holding the TCE list is
 // backed: 512 contiguous pages of any size are RAM without allocating them.
-// Reads outside that page fault.
+// Reads outside that page fault. InPlace: the accessor shows the list page
+// in place (view), as a hypervisor with guest RAM mapped can; otherwise it
+// only copies.
+template <bool InPlace>
 class list_page_memory {
 public:
   static constexpr std::uint64_t ram_bytes = std::uint64_t{1} << 40;
@@ -40,6 +43,12 @@ public:
       return status::fault;
     std::memcpy(to.data(), reinterpret_cast<const std::byte*>(list_.data()) + offset, to.size());
     return status::ok;
+  }
+  const std::byte* view(gpa from, std::uint64_t bytes, hcall_path) const noexcept requires InPlace {
+    const std::uint64_t offset = from.value() - list_gpa;
+    if (from.value() < list_gpa || offset > sizeof(list_) || bytes > sizeof(list_) - offset)
+      return nullptr;
+    return reinterpret_cast<const std::byte*>(list_.data()) + offset;
   }
   bool is_ram(gpa first, std::uint64_t bytes) const noexcept {
     return first.value() < ram_bytes && bytes <= ram_bytes - first.value();
@@ -54,16 +63,16 @@ public:
 private:
   alignas(4096) std::array<std::uint64_t, max_indirect_tces> list_{};
 };
-static_assert(guest_memory<list_page_memory>);
+static_assert(guest_memory<list_page_memory<true>> && guest_memory<list_page_memory<false>>);
 
-template <class Config>
+template <class Config, bool InPlace = true>
 struct bench_guest {
   using table_type = tce_table<Config>;
   static constexpr std::uint64_t page = table_type::page_bytes;
 
-  list_page_memory memory;
+  list_page_memory<InPlace> memory;
   table_type window;
-  tce_hcalls<list_page_memory, Config> hcalls{memory};
+  tce_hcalls<list_page_memory<InPlace>, Config> hcalls{memory};
 
   bench_guest() : window(make()) {
     if (hcalls.attach(liobn, window) != status::ok)
@@ -98,9 +107,9 @@ void BM_h_put_tce_fast(benchmark::State& state) {
   state.SetItemsProcessed(state.iterations());
 }
 
-template <class Config, bool Scattered>
+template <class Config, bool Scattered, bool InPlace = true>
 void indirect_512(benchmark::State& state) {
-  bench_guest<Config> g;
+  bench_guest<Config, InPlace> g;
   std::vector<std::uint64_t> tces(512);
   for (std::uint64_t i = 0; i < 512; ++i)
     tces[i] = Scattered ? g.scattered_tce(i) : g.tce(i);
@@ -129,6 +138,11 @@ void singles_512(benchmark::State& state) {
 template <class Config>
 void BM_h_put_tce_indirect_512(benchmark::State& state) {
   indirect_512<Config, false>(state);
+}
+// The same list through an accessor that can only copy guest memory.
+template <class Config>
+void BM_h_put_tce_indirect_512_copied(benchmark::State& state) {
+  indirect_512<Config, false, false>(state);
 }
 template <class Config>
 void BM_h_put_tce_512_singles(benchmark::State& state) {
@@ -163,6 +177,7 @@ void BM_h_stuff_tce_clear_1m(benchmark::State& state) {
 
 IOPT_BENCH_ALL_CONFIGS(BM_h_put_tce_fast);
 IOPT_BENCH_ALL_CONFIGS(BM_h_put_tce_indirect_512);
+IOPT_BENCH_ALL_CONFIGS(BM_h_put_tce_indirect_512_copied);
 IOPT_BENCH_ALL_CONFIGS(BM_h_put_tce_512_singles);
 IOPT_BENCH_ALL_CONFIGS(BM_h_put_tce_indirect_512_scattered);
 IOPT_BENCH_ALL_CONFIGS(BM_h_put_tce_512_singles_scattered);

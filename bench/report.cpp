@@ -248,7 +248,10 @@ void summary_reporter::finish(const std::string& dir, bool quick) const {
     add("H_PUT_TCE, fast path", c, "BM_h_put_tce_fast" + t, "", "");
     add("H_PUT_TCE_INDIRECT, 512", c, "BM_h_put_tce_indirect_512" + t,
         "BM_h_put_tce_512_singles" + t, "", {{baseline, 10}},
-        "contiguous pages; baseline: 512 x H_PUT_TCE");
+        "contiguous pages, the list read in place; baseline: 512 x H_PUT_TCE");
+    add("H_PUT_TCE_INDIRECT, 512, list copied", c, "BM_h_put_tce_indirect_512_copied" + t,
+        "BM_h_put_tce_512_singles" + t, "", {},
+        "the same through an accessor with no view; same baseline");
     add("H_PUT_TCE_INDIRECT, 512 scattered", c, "BM_h_put_tce_indirect_512_scattered" + t,
         "BM_h_put_tce_512_singles_scattered" + t, "", {{baseline, 3}},
         "no page follows the one before; same baseline");

@@ -5,8 +5,10 @@
 
 #include <doctest/doctest.h>
 
+#include <atomic>
 #include <functional>
 #include <random>
+#include <thread>
 
 using namespace iopt;
 using namespace iopt_test;
@@ -17,7 +19,8 @@ namespace {
 // a part in bulk: Known is how many eighths of the RAM known_ram() covers,
 // from 4 KiB in (so neither end is aligned to a larger page), or -1 for an
 // accessor without known_ram() at all. Targets outside it go to is_ram.
-template <int Known>
+// InPlace false: an accessor that can only copy (no view()).
+template <int Known, bool InPlace = true>
 class partly_known_memory : public buffer_guest_memory {
 public:
   using buffer_guest_memory::buffer_guest_memory;
@@ -29,7 +32,18 @@ public:
       return {};
     return *gpa_range::make(all.first() + 4096, all.size() / 8 * Known - 4096);
   }
+  // The same for the view.
+  const std::byte* view(gpa from, std::uint64_t bytes,
+                        hcall_path path) const noexcept requires InPlace {
+    return buffer_guest_memory::view(from, bytes, path);
+  }
 };
+template <class Memory>
+concept shows_in_place = requires(const Memory& m) {
+  m.view(gpa{0}, 8, hcall_path::fast);
+};
+static_assert(shows_in_place<partly_known_memory<0>> &&
+              !shows_in_place<partly_known_memory<0, false>>);
 
 template <class Config, class Memory = buffer_guest_memory>
 struct guest {
@@ -83,6 +97,51 @@ TEST_CASE("H_PUT_TCE_INDIRECT of a list that maps nothing stays on the fast path
   CHECK(g.hcalls.put_tce_indirect(test_liobn, g.bus(far), list, 512, hcall_path::slow) ==
         status::ok);
   CHECK(g.window.translate(ioba{g.bus(far + 7)})->target == guest<config_huge_window>::page);
+}
+
+TEST_CASE("a list read in place is written as it was checked, while the guest rewrites it") {
+  // Another vCPU keeps pointing one value of a buffer's list outside RAM and
+  // mending it, while this one sends the list again and again: each call
+  // either writes the whole buffer or refuses it with nothing written,
+  // never a value that was not checked.
+  using config = config_4k;
+  constexpr std::uint64_t page = tce_table<config>::page_bytes;
+  constexpr std::uint64_t pages = 512;
+  guest<config> g;
+  const std::uint64_t list = list_area<config>;
+  std::vector<std::uint64_t> buffer(pages);
+  for (std::uint64_t i = 0; i < pages; ++i)
+    buffer[i] = (i + 1) * page | 3;
+  REQUIRE(g.memory.write_tce_list(gpa{list}, buffer) == status::ok);
+  const std::uint64_t outside = (g.ram_pages() + 1) * page | 3;
+
+  std::atomic<bool> stop{false};
+  std::thread other_vcpu([&] {
+    std::mt19937_64 rng(1);
+    while (!stop.load(std::memory_order_relaxed)) {
+      const std::uint64_t k = rng() % pages;
+      (void)g.memory.write_tce_list(gpa{list + 8 * k}, std::span(&outside, 1));
+      (void)g.memory.write_tce_list(gpa{list + 8 * k}, std::span(&buffer[k], 1));
+    }
+  });
+  const std::vector<mapped_run> whole{{ioba{g.bus(0)}, page, pages, permission::read_write}};
+  int written = 0, refused = 0;
+  for (int call = 0; call < 3000; ++call) {
+    CAPTURE(call);
+    REQUIRE(g.hcalls.stuff_tce(test_liobn, g.bus(0), 0, pages, hcall_path::fast) == status::ok);
+    const status s = g.hcalls.put_tce_indirect(test_liobn, g.bus(0), list, pages, hcall_path::fast);
+    if (s == status::ok) {
+      ++written;
+      REQUIRE(take_snapshot(g.window).runs == whole);
+    } else {
+      ++refused;
+      REQUIRE(s == status::not_permitted);
+      REQUIRE(g.window.empty());
+    }
+  }
+  stop = true;
+  other_vcpu.join();
+  MESSAGE(written << " calls wrote the buffer, " << refused << " saw a value outside RAM");
 }
 
 TEST_CASE("routing by LIOBN") {
@@ -389,13 +448,24 @@ status issue_random_call(guest<Config, Memory>& g, random_calls<Config>& r, hcal
     list_used.resize(pages);
     for (auto& t : list_used)
       t = r.next(40) == 0 ? r.tce() : r.next(g.ram_pages()) * guest<Config>::page | (1 + r.next(3));
-    if (r.next(6) == 0) {
+    if (const std::uint64_t shape = r.next(6); shape == 0) {
       // Consecutive pages, as a guest sends for one buffer, that run from
       // RAM up to or past its end: a check of the run's first page alone
       // passes them.
       const std::uint64_t start = g.ram_pages() - std::min(g.ram_pages(), r.next(pages + 4));
       for (std::uint64_t i = 0; i < pages; ++i)
         list_used[i] = (start + i) * guest<Config>::page | 3;
+    } else if (shape == 1 && pages <= g.ram_pages()) {
+      // One buffer inside RAM (what an accessor with a view takes in
+      // place), or one value that maps nothing, repeated; now and then
+      // broken at one place.
+      const std::uint64_t start = r.next(g.ram_pages() - pages + 1);
+      const bool maps = r.next(4) != 0;
+      const std::uint64_t bits = maps ? 1 + r.next(3) : 0;
+      for (std::uint64_t i = 0; i < pages; ++i)
+        list_used[i] = (start + (maps ? i : 0)) * guest<Config>::page | bits;
+      if (r.next(4) == 0)
+        list_used[r.next(pages)] = r.tce();
     }
     REQUIRE(g.memory.write_tce_list(gpa{list_area<Config>}, list_used) == status::ok);
     return g.hcalls.put_tce_indirect(test_liobn, g.bus(first), list_area<Config>, pages, path);
@@ -476,11 +546,16 @@ TEST_CASE_TEMPLATE("lists are checked the same whatever part of RAM the accessor
                    Config, IOPT_NAMED_CONFIGS(IOPT_TEST_CONFIG_ITEM) iopt_test::config_guest_4k) {
   // None (no known_ram, or an empty one), or a part that starts 4 KiB in:
   // targets outside it are RAM all the same, found by is_ram.
-  const std::uint64_t steps = soak_operations(3 * 1500) / 3;
+  // Each with and without a view, so that lists that are one run go both
+  // in place and copied.
+  const std::uint64_t steps = soak_operations(6 * 1000) / 6;
   const std::uint64_t ram = guest_ram_bytes<Config> + 4096;
   random_hypercalls_against_model<Config, partly_known_memory<-1>>(ram, steps);
   random_hypercalls_against_model<Config, partly_known_memory<0>>(ram, steps);
   random_hypercalls_against_model<Config, partly_known_memory<5>>(ram, steps);
+  random_hypercalls_against_model<Config, partly_known_memory<-1, false>>(ram, steps);
+  random_hypercalls_against_model<Config, partly_known_memory<0, false>>(ram, steps);
+  random_hypercalls_against_model<Config, partly_known_memory<5, false>>(ram, steps);
 }
 
 TEST_CASE_TEMPLATE("fast path then slow path gives what the slow path alone gives", Config,

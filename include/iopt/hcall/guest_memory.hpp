@@ -23,6 +23,15 @@
 //       front end takes targets inside it as RAM without calling is_ram, so
 //       that an indirect list is checked in bulk. It must not change while
 //       a call runs; RAM outside it still goes to is_ram.
+//   const std::byte* m.view(gpa from, std::uint64_t bytes, hcall_path path) const noexcept
+//       where the `bytes` bytes from `from` can be read in place, with the
+//       alignment `from` has up to 8 bytes, or nullptr when they cannot be
+//       on this path without a fault (or are not RAM): the front end then
+//       calls read(), which gives the status. The memory must stay mapped
+//       until the call returns; the guest may write it meanwhile, so the
+//       front end takes from a view only a list it checks and writes as one
+//       piece, reading each value once (a run: the pages of one buffer, as
+//       a Linux guest sends them), and copies any other list with read().
 #pragma once
 
 #include <algorithm>
@@ -77,21 +86,16 @@ public:
   // lies on a faulting page, too_hard on the fast path when one lies on a
   // slow-only page; nothing is copied unless the result is ok.
   status read(gpa from, std::span<std::byte> to, hcall_path path) const noexcept {
-    const auto wanted = gpa_range::make(from, to.size());
-    if (!wanted || !ram_.contains(*wanted))
-      return status::fault;
-    if (to.empty())
-      return status::ok;
-    const std::uint64_t first_page = from.value() >> page_shift;
-    const std::uint64_t last_page = wanted->last().value() >> page_shift;
-    for (std::uint64_t p = first_page; p <= last_page; ++p) {
-      if (faulting_.count(p) != 0)
-        return status::fault;
-      if (path == hcall_path::fast && slow_only_.count(p) != 0)
-        return status::too_hard;
-    }
-    std::memcpy(to.data(), bytes_.data() + ram_.offset_of(from), to.size());
+    if (const status s = reach(from, to.size(), path); s != status::ok)
+      return s;
+    if (!to.empty())
+      std::memcpy(to.data(), bytes_.data() + ram_.offset_of(from), to.size());
     return status::ok;
+  }
+  // The bytes in place, where read() would copy them on this path;
+  // nullptr where it would fail.
+  const std::byte* view(gpa from, std::uint64_t bytes, hcall_path path) const noexcept {
+    return reach(from, bytes, path) == status::ok ? bytes_.data() + ram_.offset_of(from) : nullptr;
   }
 
   // All of the RAM: it has no holes.
@@ -130,6 +134,25 @@ public:
   [[nodiscard]] const gpa_range& ram() const noexcept { return ram_; }
 
 private:
+  // Whether `bytes` bytes from `from` can be had on this path: read()'s
+  // status, before it copies.
+  status reach(gpa from, std::uint64_t bytes, hcall_path path) const noexcept {
+    const auto wanted = gpa_range::make(from, bytes);
+    if (!wanted || !ram_.contains(*wanted))
+      return status::fault;
+    if (bytes == 0)
+      return status::ok;
+    const std::uint64_t first_page = from.value() >> page_shift;
+    const std::uint64_t last_page = wanted->last().value() >> page_shift;
+    for (std::uint64_t p = first_page; p <= last_page; ++p) {
+      if (faulting_.count(p) != 0)
+        return status::fault;
+      if (path == hcall_path::fast && slow_only_.count(p) != 0)
+        return status::too_hard;
+    }
+    return status::ok;
+  }
+
   gpa_range ram_;
   std::vector<std::byte> bytes_;
   std::set<std::uint64_t> faulting_;

@@ -27,7 +27,10 @@
 //
 // An accessor may also tell a range that is all guest RAM (known_ram(), see
 // hcall/guest_memory.hpp); H_PUT_TCE_INDIRECT then vets the targets inside
-// it eight at a time instead of asking is_ram for each.
+// it eight at a time instead of asking is_ram for each. An accessor that can
+// show guest memory in place (view()) spares the copy of a list that is one
+// run, the pages of one buffer: the common list, read once instead of
+// copied and read again.
 //
 // Outcomes are status values; to_hcall (status.hpp) gives the PAPR return
 // code: H_SUCCESS, H_PARAMETER, H_TOO_HARD or H_HARDWARE. An unknown LIOBN is
@@ -40,6 +43,7 @@
 
 #include <algorithm>
 #include <array>
+#include <concepts>
 #include <cstddef>
 #include <cstdint>
 #include <span>
@@ -143,9 +147,26 @@ public:
       const auto span = window.locate(ioba{ioba_value}, npages);
       if (!span)
         return span.error();
-      // A private copy: validating in guest memory and reading it again to
-      // write would let the guest change entries in between. It stays
-      // big-endian, as PAPR lays it out; the table reads it in that form.
+      // In place, where the accessor offers a view and the list is one run
+      // that passes every check: each value is read once and the run is
+      // written as computed, so the guest cannot change what was checked.
+      if constexpr (requires(const Memory& m) {
+                      { m.view(gpa{}, std::uint64_t{}, hcall_path::fast) }
+                      noexcept->std::same_as<const std::byte*>;
+                    }) {
+        const std::byte* in_place =
+            memory_->view(gpa{list_gpa}, npages * sizeof(std::uint64_t), path);
+        if (in_place != nullptr && reinterpret_cast<std::uintptr_t>(in_place) % 8 == 0)
+          if (const auto done = window.put_list_in_place(
+                  *span,
+                  big_endian_values{{reinterpret_cast<const std::uint64_t*>(in_place), npages}},
+                  allocation_for(path), ram_check<table_type>{this}))
+            return reported(liobn, ioba{ioba_value}, npages, *done);
+      }
+      // Otherwise a private copy: validating in guest memory and reading it
+      // again to write would let the guest change entries in between. It
+      // stays big-endian, as PAPR lays it out; the table reads it in that
+      // form.
       alignas(64) std::array<std::uint64_t, max_indirect_tces> list;
       const std::span<std::uint64_t> wanted(list.data(), npages);
       if (const status s = memory_->read(gpa{list_gpa}, std::as_writable_bytes(wanted), path);

@@ -31,6 +31,7 @@
 #include <bit>
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 
 #include <iopt/settings.hpp>
 #include <iopt/status.hpp>
@@ -114,6 +115,25 @@ struct list_runs {
       n = static_cast<std::size_t>(std::min<std::uint64_t>(n, pages_to_top(value)));
     return std::max<std::size_t>(
         1, match_run<Swapped>(list, n, value, step, vector_width::automatic, 0));
+  }
+
+  // The first value, in the host's order, when the n values from list are
+  // one run (n >= 1), else nothing. For a list another thread may be
+  // writing: the first value is read once and every value is compared with
+  // what it must be, so a run it gives is what the list held when each was
+  // read. The last value is looked at first, so a list that is no run costs
+  // two loads.
+  template <bool Swapped>
+  static std::optional<std::uint64_t> whole_run(const std::uint64_t* list, std::size_t n) noexcept {
+    const std::uint64_t head = swapped_if<Swapped>(load_entry(list[0])); // read once
+    const std::uint64_t step = run_step(head);
+    if (step != 0 && n > pages_to_top(head))
+      return std::nullopt; // the run would pass the top of the address space
+    const std::uint64_t last = head + (n - 1) * step;
+    if (list[n - 1] != swapped_if<Swapped>(last) ||
+        match_run<Swapped>(list, n, head, step, vector_width::automatic, 0) != n)
+      return std::nullopt;
+    return head;
   }
 
   // The format's check of every value of a run, then the caller's check of

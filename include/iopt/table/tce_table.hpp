@@ -390,6 +390,30 @@ public:
     return IOPT_LIKELY(span) ? put_list(*span, tces, may, check) : span.error();
   }
 
+  // The same for a list that another thread may write while it is read (a
+  // guest's list in the guest's memory), taken only where that is safe: its
+  // values are one run (table/list_runs.hpp), each read once, and the run
+  // passes every check; it is then written as computed from its first
+  // value, so what is written is what was checked, as put_list would write
+  // it. Otherwise std::nullopt with nothing changed: copy the list and call
+  // put_list, which finds the status (and clears without levels).
+  template <std::endian Order, class Check>
+  std::optional<status> put_list_in_place(page_span span, ordered_values<Order> tces,
+                                          allocation may, Check&& check) noexcept {
+    IOPT_ASSERT(span.count() == tces.size());
+    const auto head =
+        runs::template whole_run<ordered_values<Order>::swapped>(tces.stored.data(), tces.size());
+    if (!head)
+      return std::nullopt;
+    const std::uint64_t step = runs::run_step(*head);
+    const std::uint64_t value = format::normalize(*head);
+    if (value == 0 || format::check(*head, page_shift) != status::ok ||
+        format::check(*head + (span.count() - 1) * step, page_shift) != status::ok ||
+        check(*head, span.count()) != status::ok)
+      return std::nullopt;
+    return write_sequence(span, value, step, may);
+  }
+
   // Maps consecutive pages from `first` to the listed targets (scattered
   // frames: one target per page), all with `perm`. Every target is checked
   // (aligned to the page, within the format's address bits) before any
