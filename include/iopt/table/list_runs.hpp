@@ -292,15 +292,20 @@ struct list_runs {
 
   // The same as avx2_normalized, avx2_screen and avx2_store_normalized,
   // eight values to a vector (dst 64-byte aligned, n a multiple of 8).
+  // Swapped: the values are byte-reversed, and so are the masks; AND, XOR
+  // and equality do not care in which order the bytes stand, so a list kept
+  // in the memory's order is normalized without turning it round twice.
+  template <bool Swapped = false>
   IOPT_LIST_AVX512 static __m512i avx512_normalized(__m512i v) noexcept {
+    constexpr auto lane = [](std::uint64_t x) {
+      return static_cast<long long>(swapped_if<Swapped>(x));
+    };
     const __m512i permissions =
-        _mm512_and_si512(v, _mm512_set1_epi64(static_cast<long long>(Format::permission_bits)));
+        _mm512_and_si512(v, _mm512_set1_epi64(lane(Format::permission_bits)));
     for (std::size_t k = 0; k < fix_count; ++k)
       v = _mm512_mask_xor_epi64(
-          v,
-          _mm512_cmpeq_epi64_mask(permissions,
-                                  _mm512_set1_epi64(static_cast<long long>(fixes[k].from))),
-          v, _mm512_set1_epi64(static_cast<long long>(fixes[k].flip)));
+          v, _mm512_cmpeq_epi64_mask(permissions, _mm512_set1_epi64(lane(fixes[k].from))), v,
+          _mm512_set1_epi64(lane(fixes[k].flip)));
     return v;
   }
   template <bool Swapped>
@@ -310,17 +315,21 @@ struct list_runs {
     static_assert(list_stride == 8);
     const __m512i refused = _mm512_set1_epi64(static_cast<long long>(refused_bits));
     const __m512i permissions = _mm512_set1_epi64(static_cast<long long>(Format::permission_bits));
-    const __m512i page_start = _mm512_set1_epi64(static_cast<long long>(~low_mask(PageShift)));
     const __m512i first = _mm512_set1_epi64(static_cast<long long>(ok.first));
-    const __m512i span = _mm512_set1_epi64(static_cast<long long>(ok.last - ok.first));
+    // A value that passes the format's check has only permission bits below
+    // its page, so its target lies in [first, last] exactly when the value
+    // minus first is at most last - first + the page's low bits (last is a
+    // page start, so nothing wraps): no mask for the target.
+    const __m512i span =
+        _mm512_set1_epi64(static_cast<long long>(ok.last - ok.first + low_mask(PageShift)));
     std::size_t i = 0;
     std::size_t last_chunk = 0;
     unsigned last_chunk_set = 0;
     for (; n - i >= list_stride && !run_may_start<Swapped>(list + i, n - i); i += list_stride) {
       const __m512i v = avx512_form<Swapped>(_mm512_loadu_si512(list + i));
       const __mmask8 present = _mm512_test_epi64_mask(v, permissions);
-      const __mmask8 outside = _mm512_mask_cmpgt_epu64_mask(
-          present, _mm512_sub_epi64(_mm512_and_si512(v, page_start), first), span);
+      const __mmask8 outside =
+          _mm512_mask_cmpgt_epu64_mask(present, _mm512_sub_epi64(v, first), span);
       if ((_mm512_test_epi64_mask(v, refused) | outside) != 0)
         break;
       __m512i normalized = v;
@@ -341,8 +350,11 @@ struct list_runs {
   IOPT_LIST_AVX512 static void avx512_store_normalized(std::uint64_t* dst, const std::uint64_t* src,
                                                        std::size_t n) noexcept {
     for (std::size_t k = 0; k < n; k += 8) {
-      const __m512i v = avx512_normalized(avx512_form<Swapped>(_mm512_loadu_si512(src + k)));
-      _mm512_store_si512(dst + k, avx512_form<Format::memory_swaps_bytes>(v));
+      if constexpr (Swapped == Format::memory_swaps_bytes) // already in the memory's order
+        _mm512_store_si512(dst + k, avx512_normalized<Swapped>(_mm512_loadu_si512(src + k)));
+      else
+        _mm512_store_si512(dst + k, avx512_form<Format::memory_swaps_bytes>(avx512_normalized(
+                                        avx512_form<Swapped>(_mm512_loadu_si512(src + k)))));
     }
   }
 #endif
